@@ -1,0 +1,1 @@
+"""Pure NumPy forward/backward math of the project's layers (no Caffe import)."""

@@ -1,0 +1,42 @@
+"""Helpers shared by the test suite: numerical gradients and throwaway Caffe nets."""
+import os
+import tempfile
+
+import numpy as np
+
+
+def numeric_gradient(f, x, eps=1e-6):
+    """Central-difference gradient of the scalar function f at x (x is perturbed in place)."""
+    g = np.zeros_like(x, dtype=np.float64)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def net_from_prototxt(text, phase=None, weights=None):
+    """A pycaffe Net built from prototxt text (written to a temporary file)."""
+    import caffe
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(text)
+    try:
+        phase = caffe.TEST if phase is None else phase
+        if weights:
+            return caffe.Net(f.name, weights=weights, phase=phase)
+        return caffe.Net(f.name, phase)
+    finally:
+        os.unlink(f.name)
+
+
+def gtest_binary():
+    """Path of the native-layer gtest binary built by set-up."""
+    prefix = os.environ.get("CAFFE_PREFIX") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".caffe", "cpu")
+    with open(os.path.join(prefix, "share", "reid", "gtest_path")) as f:
+        return f.read().strip()

@@ -16,3 +16,9 @@ def parse_params(layer, defaults):
     params = dict(defaults)
     params.update(given)
     return params
+
+
+def blob_list(blobs):
+    """pycaffe's bottom/top vectors index but do not iterate (boost::python converts each
+    item by value and has no converter for Blob*): list them by index instead."""
+    return [blobs[i] for i in range(len(blobs))]

@@ -1,0 +1,92 @@
+"""SequenceTripletDataLayer: triplets of T-frame clips from a prepared dataset (paper 4.2).
+
+    layer { name: "data" type: "Python" top: "data" top: "label"
+      python_param { module: "python_layers.sequence_data" layer: "SequenceTripletDataLayer"
+        param_str: '{"source": "data/mars", "batch_triplets": 8, "seq_len": 6,
+                     "height": 227, "width": 227, "mean": [104, 117, 123], "mirror": true,
+                     "seed": 1, "workers": 2}' } }
+
+Tops: data (3B*T, 3, H, W) float, frames of [anchors; positives; negatives] clip by clip,
+BGR minus the Caffe mean; label (3B,) identities. Clips come from reid.datasets.sampler
+(one batch per forward); worker processes decode ahead (reid.datasets.Prefetcher).
+
+The frame LMDB stores the original encoded images, so any input size can be read from it.
+Resuming: `bin/caffe train -snapshot X.solverstate` exports REID_RESUME_SOLVERSTATE; the
+layer starts at that iteration's batch, so a resumed run sees the same data as an
+uninterrupted one.
+"""
+import os
+from collections import deque
+
+import caffe
+import numpy as np
+
+from python_layers.params import parse_params
+from reid.datasets import Prefetcher, open_dataset
+from reid.datasets.sampler import TripletSampler
+
+DEFAULTS = dict(source="", split="train", batch_triplets=8, seq_len=6, height=227, width=227,
+                mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0)
+
+
+def resume_iteration():
+    """The iteration a resumed `caffe train -snapshot` starts at (0 for a fresh run)."""
+    path = os.environ.get("REID_RESUME_SOLVERSTATE")
+    if not path:
+        return 0
+    state = caffe.proto.caffe_pb2.SolverState()
+    with open(path, "rb") as f:
+        state.ParseFromString(f.read())
+    return int(state.iter)
+
+
+class SequenceTripletDataLayer(caffe.Layer):
+    def setup(self, bottom, top):
+        p = self.p = parse_params(self, DEFAULTS)
+        if not p["source"] or not os.path.isdir(p["source"]):
+            raise IOError("SequenceTripletDataLayer: dataset folder %r does not exist; prepare "
+                          "it with data_prep/prep_<dataset>.py" % p["source"])
+        if len(top) != 2:
+            raise ValueError("SequenceTripletDataLayer gives 2 tops: data, label")
+        self.dataset = open_dataset(p["source"], split=p["split_index"])
+        tracklets = [t for t in self.dataset.tracklets if t.split == p["split"]]
+        self.sampler = TripletSampler(tracklets, p["batch_triplets"], p["seq_len"], p["seed"],
+                                      p["mirror"])
+        if self.sampler.single:
+            print("SequenceTripletDataLayer: %d identities of %s have one tracklet; they serve "
+                  "as negatives only" % (len(self.sampler.single), p["source"]), flush=True)
+        self.mean = np.asarray(p["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
+        self.meta = deque()
+        self.prefetcher = None
+        self.stream = self._stream(resume_iteration())
+
+    def _stream(self, first_batch):
+        """Decoded clips in batch order; the metadata of each batch is queued alongside."""
+        size, T = (self.p["height"], self.p["width"]), self.p["seq_len"]
+
+        def requests():
+            for batch in self.sampler.batches(first_batch):
+                self.meta.append(batch)
+                for clip in batch:
+                    yield clip.tid, clip.start, T
+        if self.p["workers"] > 0:
+            self.prefetcher = Prefetcher(self.p["source"], workers=self.p["workers"], size=size,
+                                         depth=6 * self.p["batch_triplets"])
+            return self.prefetcher.imap(requests())
+        return (self.dataset.read(tid, start, n, size) for tid, start, n in requests())
+
+    def reshape(self, bottom, top):
+        n = 3 * self.p["batch_triplets"]
+        top[0].reshape(n * self.p["seq_len"], 3, self.p["height"], self.p["width"])
+        top[1].reshape(n)
+
+    def forward(self, bottom, top):
+        clips = [next(self.stream) for _ in range(3 * self.p["batch_triplets"])]
+        batch = self.meta.popleft()
+        frames = np.stack([c[:, :, ::-1] if m.mirror else c for c, m in zip(clips, batch)])
+        frames = frames.reshape((-1,) + frames.shape[2:]).transpose(0, 3, 1, 2)
+        top[0].data[...] = frames.astype(np.float32) - self.mean
+        top[1].data[...] = [m.pid for m in batch]
+
+    def backward(self, top, propagate_down, bottom):
+        pass

@@ -1,0 +1,114 @@
+"""The nets of one configuration: train_val, deploy_features, deploy_metric and the solver.
+
+train_val (paper 3, 4.2, DESIGN.md 1.3): the data layer gives 3B sequences of T frames,
+[anchors; positives; sampled negatives], all through one CaffeNet trunk, so the three
+streams share every conv/fc weight by construction. Hard-negative mining picks, for each
+anchor, the nearest other-identity sequence of the batch in F; the triplet loss on F and the
+metric loss on the pairs (anchor, positive) = 1 and (anchor, mined negative) = 0 both use it.
+"""
+import json
+
+from caffe import layers as L
+from caffe import params as P
+from caffe import NetSpec
+
+from reid.nets.layers import constant, python, reshape
+from reid.nets.metric import metric_logits
+from reid.nets.temporal import feature_model
+from reid.nets.trunk import caffenet
+
+
+def data_layer_params(cfg):
+    s = cfg.size
+    return dict(source=cfg.data_source, split="train", batch_triplets=cfg.batch_triplets,
+                seq_len=cfg.seq_len, height=s.height, width=s.width, mean=list(cfg.mean_bgr),
+                mirror=cfg.mirror, seed=cfg.seed, workers=cfg.workers)
+
+
+def train_net(cfg):
+    n = NetSpec()
+    B, T = cfg.batch_triplets, cfg.seq_len
+    S = 3 * B
+    n.data, n.label = python("python_layers.sequence_data", "SequenceTripletDataLayer", [],
+                             ntop=2, param_str=json.dumps(data_layer_params(cfg),
+                                                          sort_keys=True))
+    pool5, fc7 = caffenet(n, n.data, cfg.size, train=True)
+    F, attention = feature_model(n, cfg, fc7, S)
+    if attention is not None:
+        n.silence_attention = L.Silence(attention, ntop=0)
+    n.F_a, n.F_p, n.F_n = L.Slice(F, slice_param=dict(axis=0), ntop=3)
+    n.neg_index, n.neg_label = python(
+        "python_layers.pair_mining", "PairMiningLayer", [n.F_a, n.F_p, n.F_n, n.label], ntop=2,
+        param_str=json.dumps({"mode": cfg.mining, "seed": cfg.seed}),
+        propagate_down=[False] * 4)
+    n.silence_mining = L.Silence(n.neg_label, ntop=0)
+    if cfg.variant.triplet:
+        n.F_neg = L.BatchReindex(F, n.neg_index, propagate_down=[True, False])
+        n.triplet_loss = python("python_layers.triplet_loss", "TripletLossLayer",
+                                [n.F_a, n.F_p, n.F_neg], loss_weight=1,
+                                param_str=json.dumps({"margin": cfg.margin}))
+    if cfg.variant.metric:
+        _metric_loss(n, cfg, pool5)
+    return n.to_proto()
+
+
+def _metric_loss(n, cfg, pool5):
+    B, T = cfg.batch_triplets, cfg.seq_len
+    C, H, W = cfg.size.pool5_shape()
+    n.pool5_seq = reshape(pool5, 3 * B, T, C, H, W)
+    n.pool5_a, n.pool5_p, n.pool5_n = L.Slice(n.pool5_seq, slice_param=dict(axis=0), ntop=3)
+    n.silence_pool5_n = L.Silence(n.pool5_n, ntop=0)
+    n.pool5_neg = L.BatchReindex(n.pool5_seq, n.neg_index, propagate_down=[True, False])
+    n.pair_a = L.Concat(n.pool5_a, n.pool5_a, concat_param=dict(axis=0))
+    n.pair_b = L.Concat(n.pool5_p, n.pool5_neg, concat_param=dict(axis=0))
+    n.pair_same = constant((B,), 1)
+    n.pair_other = constant((B,), 0)
+    n.pair_label = L.Concat(n.pair_same, n.pair_other, concat_param=dict(axis=0))
+    logits = metric_logits(n, cfg, n.pair_a, n.pair_b, 2 * B)
+    n.metric_loss = L.SoftmaxWithLoss(logits, n.pair_label, loss_weight=cfg.metric_weight)
+    n.metric_accuracy = L.Accuracy(logits, n.pair_label)
+
+
+def features_net(cfg):
+    """F(x), the attention weights and pool5 of N sequences (input: N*T frames)."""
+    n = NetSpec()
+    N, T, s = cfg.deploy_batch, cfg.seq_len, cfg.size
+    n.data = L.Input(shape=[dict(dim=[N * T, 3, s.height, s.width])])
+    pool5, fc7 = caffenet(n, n.data, s, train=False)
+    F, attention = feature_model(n, cfg, fc7, N)
+    C, H, W = s.pool5_shape()
+    n.pool5_seq = reshape(pool5, N, T, C, H, W)
+    return n.to_proto()
+
+
+def metric_net(cfg):
+    """M(xi, xj) = softmax(logits)[same] for N pairs of pool5 volumes (N, T, C, H, W)."""
+    n = NetSpec()
+    N, T = cfg.deploy_batch, cfg.seq_len
+    C, H, W = cfg.size.pool5_shape()
+    n.pool5_a = L.Input(shape=[dict(dim=[N, T, C, H, W])])
+    n.pool5_b = L.Input(shape=[dict(dim=[N, T, C, H, W])])
+    logits = metric_logits(n, cfg, n.pool5_a, n.pool5_b, N)
+    n.prob = L.Softmax(logits)
+    return n.to_proto()
+
+
+def solver(cfg, net_path, snapshot_prefix, max_iter=40000, base_lr=0.001, stepsize=20000,
+           display=20, snapshot=2000):
+    """SGD as CaffeNet fine-tuning usually runs; paths are relative to where caffe runs."""
+    return "\n".join([
+        'net: "%s"' % net_path,
+        "base_lr: %g" % base_lr,
+        'lr_policy: "step"',
+        "gamma: 0.1",
+        "stepsize: %d" % stepsize,
+        "momentum: 0.9",
+        "weight_decay: 0.0005",
+        "max_iter: %d" % max_iter,
+        "display: %d" % display,
+        "average_loss: %d" % display,
+        "snapshot: %d" % snapshot,
+        'snapshot_prefix: "%s"' % snapshot_prefix,
+        "random_seed: %d" % cfg.seed,
+        "solver_mode: CPU" if cfg.size.name == "small" else "solver_mode: GPU",
+        ""])

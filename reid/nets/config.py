@@ -1,0 +1,89 @@
+"""What a generated net is: size preset, Table-2 variant, batch and layer implementation.
+
+Paper sizes follow paper 4.2 (CaffeNet, 227 x 227, fc6 = fc7 = 1024, T = 6); the widths the
+paper does not give are the defaults of DESIGN.md 1.1-1.2 (K = 256, D2 = 512, C1 = 128,
+Hd = 128, C2 = 64). The small preset keeps every layer type and shrinks input and widths so
+that the nets train on 2 CPU cores (tests, demo).
+"""
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class NetSize:
+    name: str
+    height: int
+    width: int
+    conv: tuple          # output channels of conv1..conv5 (CaffeNet: 96 256 384 384 256)
+    fc: int              # fc6 = fc7 width D1
+    att: int             # TAM attention width K
+    lstm: int            # TAM / RNN LSTM width D2
+    srm_in: int          # C1, channels of E = relu(conv1x1(D))
+    srm_hidden: int      # Hd, hidden width of each of the six spatial LSTMs
+    srm_out: int         # C2, channels of G = relu(conv1x1(S6))
+    dropout: float       # after fc6 and fc7 (CaffeNet: 0.5; 0 leaves the layers out)
+
+    def pool5_shape(self):
+        """(C, H, W) of pool5 for this input size (Caffe rounds pooling up)."""
+        def conv(x, k, s, p):
+            return (x + 2 * p - k) // s + 1
+
+        def pool(x):
+            return -(-(x - 3) // 2) + 1
+        h, w = [pool(conv(pool(conv(pool(conv(x, 11, 4, 0)), 5, 1, 2)), 3, 1, 1))
+                for x in (self.height, self.width)]
+        return self.conv[4], h, w
+
+
+PAPER = NetSize("paper", 227, 227, (96, 256, 384, 384, 256), 1024, 256, 512, 128, 128, 64, 0.5)
+# No dropout in the small nets: tiny widths do not need it, and without it a run resumed from
+# a snapshot is bit-for-bit the uninterrupted run (Caffe does not snapshot its RNG state).
+SMALL = NetSize("small", 160, 80, (16, 32, 48, 48, 32), 128, 64, 64, 32, 16, 16, 0.0)
+SIZES = {s.name: s for s in (PAPER, SMALL)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of the paper's Table 2 (DESIGN.md 1.4)."""
+    name: str
+    temporal: str        # 'mean' (mean-pooled fc7), 'rnn' (LSTM), 'tam' (attention + LSTM)
+    metric: str          # '' (Euclidean on F only), 'diff' (pool5 difference -> FC), 'srm'
+    triplet: bool        # trains F with the triplet loss (variants with a feature model)
+
+    @property
+    def uses_f(self):
+        """Whether the test-time ranking uses d(F) (paper eq. 2), i.e. F was trained."""
+        return self.triplet
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("cnn", "mean", "", True),
+    Variant("cnn_rnn", "rnn", "", True),
+    Variant("cnn_tam", "tam", "", True),
+    Variant("cnn_diff", "mean", "diff", False),
+    Variant("cnn_srm", "mean", "srm", False),
+    Variant("all", "tam", "srm", True),
+)}
+TABLE2_LABELS = {"cnn": "CNN", "cnn_rnn": "CNN+RNN", "cnn_tam": "CNN+TAM",
+                 "cnn_diff": "CNN+DIFF", "cnn_srm": "CNN+SRM", "all": "ALL"}
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    size: NetSize = PAPER
+    variant: Variant = VARIANTS["all"]
+    seq_len: int = 6                 # T (paper 4.2)
+    batch_triplets: int = 8          # B triplets per iteration (3B sequences)
+    deploy_batch: int = 8            # sequences (features net) or pairs (metric net) per forward
+    impl: str = "native"             # 'native' or 'python' for AttentionAverage and SpatialLSTM
+    tam_context: str = "context"     # z_{t-1}: 'context' (xbar_{t-1}), 'cell' (c_{t-1}), 'none'
+    margin: float = 0.3              # triplet margin on L2-normalised F (DESIGN.md 1.3)
+    metric_weight: float = 1.0       # lambda_m, weight of the metric loss
+    mining: str = "hard"             # 'hard', 'semihard' or 'random' (paper 4.2)
+    data_source: str = "data/mars"   # prepared dataset folder (reid.datasets)
+    mean_bgr: tuple = (104.0, 117.0, 123.0)  # ImageNet mean that CaffeNet weights expect
+    mirror: bool = True
+    seed: int = 1
+    workers: int = 2
+
+    def with_(self, **kw):
+        return replace(self, **kw)

@@ -6,10 +6,11 @@
 """
 import caffe
 
-from python_layers.params import parse_params
+from python_layers.params import parse_params, report_errors
 from reid.ops.attention import attention_average_backward, attention_average_forward
 
 
+@report_errors
 class AttentionAverageLayer(caffe.Layer):
     """Bottoms: features (outer, T, inner...), scores (outer, T). Tops: xbar [, weights]."""
 

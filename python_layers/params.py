@@ -22,3 +22,30 @@ def blob_list(blobs):
     """pycaffe's bottom/top vectors index but do not iterate (boost::python converts each
     item by value and has no converter for Blob*): list them by index instead."""
     return [blobs[i] for i in range(len(blobs))]
+
+
+def report_errors(cls):
+    """Class decorator for Python layers: print a layer's exception before it reaches C++.
+
+    The `caffe` tool is built without WITH_PYTHON_LAYER (libcaffe keeps that definition
+    private), so a Python exception there ends in std::terminate with no message at all."""
+    import functools
+    import sys
+    import traceback
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def method(self, *args):
+            try:
+                return fn(self, *args)
+            except Exception:
+                sys.stderr.write("Python layer %s.%s.%s failed:\n%s" % (
+                    cls.__module__, cls.__name__, fn.__name__, traceback.format_exc()))
+                sys.stderr.flush()
+                raise
+        return method
+
+    for name in ("setup", "reshape", "forward", "backward"):
+        if name in vars(cls):
+            setattr(cls, name, wrap(vars(cls)[name]))
+    return cls

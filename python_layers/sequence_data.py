@@ -21,9 +21,10 @@ from collections import deque
 import caffe
 import numpy as np
 
-from python_layers.params import parse_params
+from python_layers.params import parse_params, report_errors
 from reid.datasets import Prefetcher, open_dataset
 from reid.datasets.sampler import TripletSampler
+from reid.datasets.transform import to_blob
 
 DEFAULTS = dict(source="", split="train", batch_triplets=8, seq_len=6, height=227, width=227,
                 mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0)
@@ -40,6 +41,7 @@ def resume_iteration():
     return int(state.iter)
 
 
+@report_errors
 class SequenceTripletDataLayer(caffe.Layer):
     def setup(self, bottom, top):
         p = self.p = parse_params(self, DEFAULTS)
@@ -55,7 +57,6 @@ class SequenceTripletDataLayer(caffe.Layer):
         if self.sampler.single:
             print("SequenceTripletDataLayer: %d identities of %s have one tracklet; they serve "
                   "as negatives only" % (len(self.sampler.single), p["source"]), flush=True)
-        self.mean = np.asarray(p["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
         self.meta = deque()
         self.prefetcher = None
         self.stream = self._stream(resume_iteration())
@@ -83,9 +84,7 @@ class SequenceTripletDataLayer(caffe.Layer):
     def forward(self, bottom, top):
         clips = [next(self.stream) for _ in range(3 * self.p["batch_triplets"])]
         batch = self.meta.popleft()
-        frames = np.stack([c[:, :, ::-1] if m.mirror else c for c, m in zip(clips, batch)])
-        frames = frames.reshape((-1,) + frames.shape[2:]).transpose(0, 3, 1, 2)
-        top[0].data[...] = frames.astype(np.float32) - self.mean
+        top[0].data[...] = to_blob(np.stack(clips), self.p["mean"], [m.mirror for m in batch])
         top[1].data[...] = [m.pid for m in batch]
 
     def backward(self, top, propagate_down, bottom):

@@ -1,0 +1,132 @@
+"""Running trained nets over a prepared dataset (paper 3.4, DESIGN.md 1.3).
+
+FeatureExtractor: F(x) of every tracklet from the deploy_features net, the tracklet cut into
+chunks of T frames and F averaged over them (default) or from its first T frames; plus the
+pool5 volume and the TAM attention weights of the first chunk. MetricScorer: M(xi, xj) from
+the deploy_metric net for pairs of pool5 volumes, in batches, as the metric_fn of
+reid.evaluation.rerank.
+"""
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from reid.datasets.transform import CAFFE_MEAN_BGR, to_blob
+
+
+def check_weights_fit(net, weights_path):
+    """Raise a clear error (instead of Caffe's abort) if the caffemodel does not fit `net`."""
+    from caffe.proto import caffe_pb2
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError("weights file %s does not exist" % weights_path)
+    model = caffe_pb2.NetParameter()
+    with open(weights_path, "rb") as f:
+        model.ParseFromString(f.read())
+    stored = {layer.name: [tuple(b.shape.dim) or (b.num, b.channels, b.height, b.width)
+                           for b in layer.blobs] for layer in model.layer}
+    matched = 0
+    for name, params in net.params.items():
+        if name not in stored:
+            continue
+        want = [p.data.shape for p in params]
+        if len(stored[name]) != len(want) or any(
+                int(np.prod(s)) != int(np.prod(w)) for s, w in zip(stored[name], want)):
+            raise ValueError("%s does not fit the deploy net: layer %r has blobs %s there but %s "
+                             "in the net" % (weights_path, name, stored[name], want))
+        matched += 1
+    if matched == 0 and net.params:
+        raise ValueError("%s shares no layer with the deploy net (was it trained with another "
+                         "variant or net?)" % weights_path)
+
+
+def load_net(prototxt, weights):
+    import caffe
+    net = caffe.Net(prototxt, caffe.TEST)
+    check_weights_fit(net, weights)
+    net.copy_from(weights)
+    return net
+
+
+def chunk_starts(num_frames, T, mode="all"):
+    """Starts of the T-frame chunks of a tracklet; the last chunk ends at the last frame
+    (shorter tracklets loop from 0)."""
+    if mode == "first" or num_frames <= T:
+        return [0]
+    starts = list(range(0, num_frames - T + 1, T))
+    if starts[-1] + T < num_frames:
+        starts.append(num_frames - T)
+    return starts
+
+
+class FeatureExtractor:
+    def __init__(self, prototxt, weights, mean=CAFFE_MEAN_BGR):
+        self.net = load_net(prototxt, weights)
+        self.mean = mean
+        self.N = self.net.blobs["F"].data.shape[0]
+        frames, _, self.height, self.width = self.net.blobs["data"].data.shape
+        self.T = frames // self.N
+
+    def _run(self, clips):
+        """F, pool5, attention of up to N clips (T, H, W, 3); pads the batch by repetition."""
+        n = len(clips)
+        clips = clips + [clips[-1]] * (self.N - n)
+        self.net.blobs["data"].data[...] = to_blob(np.stack(clips), self.mean)
+        self.net.forward()
+        out = {"F": self.net.blobs["F"].data[:n].copy(),
+               "pool5": self.net.blobs["pool5_seq"].data[:n].copy()}
+        if "attention" in self.net.blobs:
+            out["attention"] = self.net.blobs["attention"].data[:n].copy()
+        return out
+
+    def extract(self, dataset, tids=None, mode="all", progress=True):
+        """{'F': (n, D), 'pool5': (n, T, C, H, W), 'attention': (n, T, T) or absent}."""
+        tids = list(range(len(dataset)) if tids is None else tids)
+        jobs = [(i, s) for i, tid in enumerate(tids)
+                for s in chunk_starts(dataset.tracklets[tid].num_frames, self.T, mode)]
+        sums, counts, first = None, np.zeros(len(tids)), {}
+        bar = tqdm(total=len(jobs), desc="features", unit="clip", disable=not progress)
+        for b in range(0, len(jobs), self.N):
+            batch = jobs[b:b + self.N]
+            clips = [dataset.read(tids[i], s, self.T, (self.height, self.width))
+                     for i, s in batch]
+            out = self._run(clips)
+            if sums is None:
+                sums = np.zeros((len(tids), out["F"].shape[1]))
+            for j, (i, _) in enumerate(batch):
+                sums[i] += out["F"][j]
+                counts[i] += 1
+                if i not in first:
+                    first[i] = {k: v[j] for k, v in out.items() if k != "F"}
+            bar.update(len(batch))
+        bar.close()
+        result = {"F": sums / counts[:, None]}
+        for key in first[0]:
+            result[key] = np.stack([first[i][key] for i in range(len(tids))])
+        return result
+
+
+class MetricScorer:
+    """M(xi, xj) = softmax(logits)[same] of the SRM / DIFF head for pool5 pairs."""
+
+    def __init__(self, prototxt, weights):
+        self.net = load_net(prototxt, weights)
+        self.N = self.net.blobs["pool5_a"].data.shape[0]
+
+    def __call__(self, a, b):
+        """a, b: (n, T, C, H, W) pool5 volumes; returns M (n,)."""
+        out = np.empty(len(a))
+        for s in range(0, len(a), self.N):
+            n = min(self.N, len(a) - s)
+            for name, x in (("pool5_a", a), ("pool5_b", b)):
+                blob = self.net.blobs[name].data
+                blob[:n] = x[s:s + n]
+                blob[n:] = x[s + n - 1]
+            self.net.forward()
+            out[s:s + n] = self.net.blobs["prob"].data[:n, 1]
+        return out
+
+    def metric_fn(self, query_pool5, gallery_pool5):
+        """The rerank metric_fn: M for (query row, gallery column) index pairs."""
+        def fn(q_idx, g_idx):
+            return self(query_pool5[np.asarray(q_idx)], gallery_pool5[np.asarray(g_idx)])
+        return fn

@@ -10,10 +10,11 @@ from reid.nets.generate import write_all  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--root", default="prototxt", help="output folder (default: prototxt)")
+    ap.add_argument("--base", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    help="repository root to write prototxt/ into (default: this checkout)")
     args = ap.parse_args()
-    files = write_all(args.root)
-    print("wrote %d files under %s" % (len(files), args.root))
+    files = write_all(args.base)
+    print("wrote %d files under %s" % (len(files), os.path.join(args.base, "prototxt")))
 
 
 if __name__ == "__main__":

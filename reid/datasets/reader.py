@@ -190,7 +190,20 @@ def open_dataset(folder: str | os.PathLike, split: int = 0,
 
 
 # ---- multi-process prefetch -----------------------------------------------------------------
+def _die_with_parent():
+    """Linux: SIGTERM this worker when its parent exits. Workers forked by the `caffe` tool's
+    embedded Python are not reaped at its exit, and would otherwise live on, holding the
+    tool's stdout open."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(folder, size, loop, shm_name, slot_shape, jobs, results):
+    _die_with_parent()
     shm = shared_memory.SharedMemory(name=shm_name)
     slots = np.ndarray((shm.size // int(np.prod(slot_shape)),) + slot_shape, np.uint8, shm.buf)
     ds = open_dataset(folder)

@@ -21,9 +21,18 @@ def check_weights_fit(net, weights_path):
         raise FileNotFoundError("weights file %s does not exist" % weights_path)
     model = caffe_pb2.NetParameter()
     with open(weights_path, "rb") as f:
-        model.ParseFromString(f.read())
+        try:
+            model.ParseFromString(f.read())
+        except Exception as e:      # protobuf's DecodeError is no ValueError
+            raise ValueError("%s is not a caffemodel (%s)" % (weights_path, e)) from None
     stored = {layer.name: [tuple(b.shape.dim) or (b.num, b.channels, b.height, b.width)
-                           for b in layer.blobs] for layer in model.layer}
+                           for b in layer.blobs] for layer in model.layer if layer.blobs}
+    # Caffe's copy_from silently skips layers the caffemodel lacks, leaving them at their
+    # random initialisation, e.g. the TAM of an ALL net loaded with a CNN model.
+    missing = [name for name in net.params if name not in stored]
+    if missing and len(missing) < len(net.params):
+        raise ValueError("%s does not fit the deploy net: it has no weights for layer(s) %s "
+                         "(trained with another variant?)" % (weights_path, missing[:6]))
     matched = 0
     for name, params in net.params.items():
         if name not in stored:

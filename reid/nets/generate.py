@@ -49,6 +49,8 @@ def files_for(cfg, folder, work_folder, schedule):
 
 
 def all_files(root="prototxt"):
+    """{path: text} of every committed prototxt; paths (and the paths inside solvers) start
+    with `root`, relative to where caffe runs (the repository root)."""
     files = {}
     for dataset in DATASETS:
         for size, sub, schedule in ((PAPER, "", PAPER_SCHEDULE[dataset]),
@@ -97,8 +99,9 @@ def native_only_train_net(cfg):
     return n.to_proto()
 
 
-def write_all(root="prototxt"):
-    files = all_files(root)
+def write_all(base="."):
+    """Writes all_files() under the folder `base` (the repository root)."""
+    files = all_files()
     for path, text in sorted(files.items()):
-        write(path, text)
+        write(os.path.join(base, path), text)
     return files

@@ -1,0 +1,147 @@
+"""The generated nets (paper 3, Table 2; DESIGN.md 1): committed files, shapes, sharing."""
+import os
+
+import numpy as np
+import pytest
+
+from reid.nets.config import PAPER, SMALL, VARIANTS, NetConfig
+from reid.nets.generate import all_files, files_for, SMALL_SCHEDULE, write
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_committed_prototxt_equal_the_generator():
+    generated = all_files()
+    committed = []
+    for dirpath, _, names in os.walk(os.path.join(ROOT, "prototxt")):
+        committed += [os.path.relpath(os.path.join(dirpath, n), ROOT) for n in names]
+    assert sorted(generated) == sorted(committed), \
+        "prototxt/ differs from the generator's file list: run tools/generate_nets.py"
+    for path, text in generated.items():
+        with open(os.path.join(ROOT, path)) as f:
+            assert f.read() == text, "%s differs from the generator: run tools/generate_nets.py" % path
+
+
+def test_every_table2_variant_has_its_nets():
+    for dataset in ("mars", "ilidsvid", "prid2011"):
+        for sub in ("", "small"):
+            for v in VARIANTS.values():
+                folder = os.path.join(ROOT, "prototxt", dataset, sub, v.name)
+                names = set(os.listdir(folder))
+                want = {"train_val.prototxt", "deploy_features.prototxt", "solver.prototxt"}
+                if v.metric:
+                    want.add("deploy_metric.prototxt")
+                assert names == want, folder
+
+
+def _nets(cfg, tmp_path):
+    out = files_for(cfg, str(tmp_path), str(tmp_path / "snap"), SMALL_SCHEDULE)
+    for p, t in out.items():
+        write(p, t)
+    return {os.path.basename(p).split(".")[0]: p for p in out}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("impl", ["native", "python"])
+def test_small_nets_run_with_specified_shapes(variant, impl, tiny_mars, tmp_path):
+    import caffe
+    caffe.set_mode_cpu()
+    v = VARIANTS[variant]
+    cfg = NetConfig(size=SMALL, variant=v, data_source=tiny_mars, batch_triplets=2,
+                    deploy_batch=3, workers=0, impl=impl)
+    nets = _nets(cfg, tmp_path)
+    T, (C, H, W) = cfg.seq_len, SMALL.pool5_shape()
+    feat = caffe.Net(nets["deploy_features"], caffe.TEST)
+    feat.blobs["data"].data[...] = np.random.default_rng(0).normal(
+        scale=50, size=feat.blobs["data"].data.shape)
+    out = feat.forward()
+    D = SMALL.fc if v.temporal == "mean" else SMALL.lstm
+    assert out["F"].shape == (3, D)
+    assert out["pool5_seq"].shape == (3, T, C, H, W)
+    if v.temporal == "tam":
+        att = out["attention"]
+        assert att.shape == (3, T, T)                 # w_{t,i}: step t, frame i
+        np.testing.assert_allclose(att.sum(axis=2), 1, rtol=1e-5)
+    else:
+        assert "attention" not in out
+    if v.metric:
+        metric = caffe.Net(nets["deploy_metric"], caffe.TEST)
+        for name in ("pool5_a", "pool5_b"):
+            metric.blobs[name].data[...] = np.abs(np.random.default_rng(1).normal(
+                size=metric.blobs[name].data.shape))
+        prob = metric.forward()["prob"]
+        assert prob.shape == (3, 2)
+        np.testing.assert_allclose(prob.sum(axis=1), 1, rtol=1e-5)
+    train = caffe.Net(nets["train_val"], caffe.TRAIN)
+    losses = train.forward()
+    train.backward()
+    for name in ("triplet_loss", "metric_loss"):
+        want = (name == "triplet_loss" and v.triplet) or (name == "metric_loss" and v.metric)
+        assert (name in losses) == bool(want)
+        if want:
+            assert np.isfinite(losses[name]).all()
+    assert np.abs(train.params["conv1"][0].diff).max() > 0   # gradients reach the trunk
+
+
+def test_weights_shared_across_steps_and_streams(tiny_mars, tmp_path):
+    import caffe
+    caffe.set_mode_cpu()
+    cfg = NetConfig(size=SMALL, data_source=tiny_mars, batch_triplets=2, workers=0)
+    net = caffe.Net(_nets(cfg, tmp_path)["train_val"], caffe.TRAIN)
+    # the unrolled TAM and LSTM steps share one set of weights
+    for owner, user in (("lstm_x1", "lstm_x6"), ("lstm_hc2", "lstm_hc6"), ("tam_Vh2", "tam_Vh6"),
+                        ("tam_a1", "tam_a6")):
+        net.params[owner][0].data[...] = 0.25
+        assert np.all(net.params[user][0].data == 0.25), (owner, user)
+    # the anchor, positive and negative streams share every conv/fc weight: identical
+    # frames give identical F whichever stream they pass through
+    net.forward()
+    data = net.blobs["data"].data
+    n = cfg.batch_triplets * cfg.seq_len
+    data[n:2 * n] = data[:n]
+    net.forward(start="conv1")
+    np.testing.assert_array_equal(net.blobs["F_a"].data, net.blobs["F_p"].data)
+
+
+def test_caffenet_imagenet_weights_initialise_conv_layers(tiny_mars, tmp_path):
+    """Conv layers load from a CaffeNet-shaped model; its 4096-wide fc6/fc7 are ignored."""
+    import caffe
+    from caffe import layers as L
+    caffe.set_mode_cpu()
+    cfg = NetConfig(size=SMALL, data_source=tiny_mars, batch_triplets=2, workers=0)
+    nets = _nets(cfg, tmp_path)
+    train = caffe.Net(nets["train_val"], caffe.TRAIN)
+    ns = caffe.NetSpec()
+    ns.data = L.Input(shape=[dict(dim=[1, 3, SMALL.height, SMALL.width])])
+    from reid.nets.trunk import caffenet
+    caffenet(ns, ns.data, SMALL, train=False)
+    proto = str(ns.to_proto())
+    for fc in ("fc6", "fc7"):     # CaffeNet's own names and widths
+        proto = proto.replace('"%s_reid"' % fc, '"%s"' % fc)
+    proto = proto.replace("num_output: %d" % SMALL.fc, "num_output: 4096")
+    (tmp_path / "imagenet.prototxt").write_text(proto)
+    imagenet = caffe.Net(str(tmp_path / "imagenet.prototxt"), caffe.TEST)
+    imagenet.params["conv1"][0].data[...] = 0.125
+    imagenet.save(str(tmp_path / "imagenet.caffemodel"))
+    before = train.params["fc6_reid"][0].data.copy()
+    train.copy_from(str(tmp_path / "imagenet.caffemodel"))
+    assert np.all(train.params["conv1"][0].data == 0.125)
+    np.testing.assert_array_equal(train.params["fc6_reid"][0].data, before)
+
+
+def test_paper_size_all_nets():
+    import caffe
+    caffe.set_mode_cpu()
+    folder = os.path.join(ROOT, "prototxt", "mars", "all")
+    feat = caffe.Net(os.path.join(folder, "deploy_features.prototxt"), caffe.TEST)
+    assert feat.blobs["data"].data.shape == (8 * 6, 3, 227, 227)
+    assert feat.blobs["pool5_seq"].data.shape == (8, 6, 256, 6, 6)
+    assert feat.blobs["F"].data.shape == (8, 512)
+    assert feat.blobs["attention"].data.shape == (8, 6, 6)
+    assert feat.params["fc6_reid"][0].data.shape == (1024, 256 * 6 * 6)
+    assert feat.params["fc7_reid"][0].data.shape == (1024, 1024)
+    assert PAPER.pool5_shape() == (256, 6, 6)
+    metric = caffe.Net(os.path.join(folder, "deploy_metric.prototxt"), caffe.TEST)
+    metric.forward()
+    assert metric.blobs["prob"].data.shape == (8, 2)
+    assert metric.blobs["srm_sweep"].data.shape == (8, 6 * 128, 6, 6, 6)

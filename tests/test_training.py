@@ -1,0 +1,87 @@
+"""Training with `bin/caffe train` (issue: networks): resume, learning, bad input."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from reid import experiment
+from reid.datasets.sampler import TripletSampler
+from reid.nets.config import SMALL, VARIANTS, NetConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(tmp_path, data, name, iters, snapshot, variant="all", **schedule):
+    cfg = NetConfig(size=SMALL, variant=VARIANTS[variant], data_source=data, batch_triplets=2,
+                    workers=0)
+    sched = dict(max_iter=iters, stepsize=1000, base_lr=0.003, display=1, snapshot=snapshot)
+    sched.update(schedule)
+    return cfg, experiment.write_nets(cfg, str(tmp_path / name), sched)
+
+
+def _weights(path):
+    import caffe
+    from caffe.proto import caffe_pb2
+    model = caffe_pb2.NetParameter()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    return {(layer.name, i): np.array(b.data) for layer in model.layer
+            for i, b in enumerate(layer.blobs)}
+
+
+def test_resume_gives_the_uninterrupted_weights(tiny_mars, tmp_path):
+    _, full = _run(tmp_path, tiny_mars, "full", 6, 3)
+    experiment.train(full["solver"], str(tmp_path / "full.log"), 6, progress=False)
+    _, part = _run(tmp_path, tiny_mars, "part", 6, 3)
+    # the second run resumes from the first run's iteration-3 snapshot
+    state = str(tmp_path / "full" / "snapshots" / "snap_iter_3.solverstate")
+    experiment.train(part["solver"], str(tmp_path / "part.log"), 6, snapshot=state,
+                     progress=False)
+    a = _weights(str(tmp_path / "full" / "snapshots" / "snap_iter_6.caffemodel"))
+    b = _weights(str(tmp_path / "part" / "snapshots" / "snap_iter_6.caffemodel"))
+    assert a.keys() == b.keys() and len(a) > 20
+    changed = 0
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=str(key))
+    start = _weights(str(tmp_path / "full" / "snapshots" / "snap_iter_3.caffemodel"))
+    changed = sum(not np.array_equal(start[k], a[k]) for k in a)
+    assert changed > 10      # and iterations 4-6 did change the weights
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    missing = str(tmp_path / "no_such_dataset")
+    _, nets = _run(tmp_path, missing, "missing", 2, 2)
+    with pytest.raises(RuntimeError) as err:
+        experiment.train(nets["solver"], str(tmp_path / "m.log"), 2, progress=False)
+    assert "does not exist" in str(err.value) and missing in str(err.value)
+
+
+def test_nan_loss_stops_training_and_names_the_iteration(tiny_mars, tmp_path):
+    _, nets = _run(tmp_path, tiny_mars, "nan", 40, 1000, variant="cnn_diff", base_lr=1e12)
+    with pytest.raises(experiment.TrainingDiverged, match=r"at iteration \d+"):
+        experiment.train(nets["solver"], str(tmp_path / "nan.log"), 40, progress=False)
+
+
+class _T:
+    def __init__(self, tid, pid, cam, n=10):
+        self.tid, self.pid, self.cam, self.num_frames = tid, pid, cam, n
+
+
+def test_sampler_triplets_and_identities_with_one_tracklet():
+    tracklets = [_T(0, 1, 1), _T(1, 1, 2), _T(2, 2, 1), _T(3, 2, 1), _T(4, 3, 1),
+                 _T(5, -1, 1), _T(6, 0, 2)]
+    s = TripletSampler(tracklets, batch_triplets=4, seq_len=6, seed=0)
+    assert s.single == [3]                     # pid 3 has one tracklet: negatives only
+    for k in range(20):
+        batch = s.batch(k)
+        a, p, n = batch[:4], batch[4:8], batch[8:]
+        for x, y, z in zip(a, p, n):
+            assert x.pid == y.pid != z.pid and x.tid != y.tid
+            assert x.pid in (1, 2) and z.pid in (1, 2, 3)
+            if x.pid == 1:
+                assert {x.tid, y.tid} == {0, 1}   # the other camera when there is one
+        assert all(0 <= c.start <= 4 for c in batch)
+    assert s.batch(7) == s.batch(7)            # batch k depends on (seed, k) only
+    with pytest.raises(ValueError, match="one tracklet"):
+        TripletSampler([_T(0, 1, 1), _T(1, 2, 1), _T(2, 3, 1)], 2)

@@ -23,6 +23,7 @@ def main(argv):
     for name in chosen:
         print("\n=== bench: %s ===" % name, flush=True)
         t0 = time.perf_counter()
+        sys.argv = ["bench " + name]     # each section's main() parses its own defaults
         importlib.import_module("reid.benchmarks." + name).main()
         print("(section %s took %.1f s)" % (name, time.perf_counter() - t0), flush=True)
 

@@ -14,8 +14,18 @@ tracks_test_info.mat / query_IDX.mat in /work/shared/datasets/mars/info, or --in
   extrapolated to 1,980 (what a straight port would cost).
 
 Each time is the best of --repeats runs; ratios are to the 2 s target and to the kit loop.
+
+A second table measures what eq. 2 costs with a real SRM: pairs per second of the
+MetricScorer (reid/evaluation/features.py) over the paper-size ALL deploy_metric net
+(pool5 256 x 6 x 6, T = 6, C1 = 128, Hd = 128, C2 = 64; deploy_batch pairs per forward, as
+generated) with random weights saved by net.save, for the native SpatialLSTM and the Python
+layer (same caffemodel, whose M must agree), and the time that implies for re-scoring the
+top 100 of the 1,980 MARS queries.  --srm-impl none skips it.
 """
 import argparse
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,13 +58,90 @@ def _kit_loop_time(d, pids, cams, q, n):
     return (time.perf_counter() - t) / n * q.size
 
 
+SRM_IMPLS = {"native": "native SpatialLSTM (C++)", "python": "Python SpatialLSTMLayer"}
+MARS_TOP100_PAIRS = 1980 * 100
+
+
+def srm_throughput(impls=("native", "python"), pairs=64, repeats=3, seed=0):
+    """{impl: (pairs/s, seconds, M, batch)} of MetricScorer over the paper-size ALL metric
+    net, the best of `repeats` passes over `pairs` pairs after one warm-up batch.
+
+    The first implementation's net gets random weights (its fillers, then net.save); every
+    implementation loads that caffemodel, so their M must agree.
+    """
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from reid.evaluation.features import MetricScorer
+    from reid.nets import PAPER, VARIANTS, NetConfig
+    from reid.nets.build import metric_net
+    from reid.nets.generate import net_text
+
+    out = {}
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="srm_bench_") as tmp:
+        weights = os.path.join(tmp, "all_metric_random.caffemodel")
+        for impl in impls:
+            cfg = NetConfig(size=PAPER, variant=VARIANTS["all"], impl=impl)
+            proto = os.path.join(tmp, "deploy_metric_%s.prototxt" % impl)
+            Path(proto).write_text(net_text(metric_net(cfg), "all_metric"))
+            if not os.path.exists(weights):
+                caffe.Net(proto, caffe.TEST).save(weights)
+            scorer = MetricScorer(proto, weights)
+            n = max(scorer.N, pairs - pairs % scorer.N)
+            if "a" not in out:
+                shape = (n, cfg.seq_len) + PAPER.pool5_shape()
+                # pool5 is a ReLU + max-pool output: non-negative, a few units in size
+                out["a"] = rng.gamma(1.0, 2.0, shape).astype(np.float32)
+                out["b"] = rng.gamma(1.0, 2.0, shape).astype(np.float32)
+            a, b = out["a"][:n], out["b"][:n]
+            scorer(a[:scorer.N], b[:scorer.N])
+            dt = float("inf")
+            for _ in range(max(1, repeats)):
+                t = time.perf_counter()
+                m = scorer(a, b)
+                dt = min(dt, time.perf_counter() - t)
+            out[impl] = (n / dt, dt, m, scorer.N)
+    out.pop("a"), out.pop("b")
+    return out
+
+
+def _print_srm(res):
+    first = next(iter(res))
+    rate0 = res[first][0]
+    print()
+    print("SRM re-scoring throughput (MetricScorer, paper-size ALL deploy_metric, %d pairs per "
+          "forward, random weights, CPU, best of the repeats)" % res[first][3])
+    head = (f"{'implementation':<28} {'pairs':>6} {'time s':>8} {'pairs/s':>9} "
+            f"{'MARS top-100 (198,000 pairs)':>29} {'x slower':>9}")
+    print(head)
+    print("-" * len(head))
+    for impl, (rate, dt, m, _) in res.items():
+        est = MARS_TOP100_PAIRS / rate
+        est_s = f"{est / 60:.1f} min" if est < 3 * 3600 else f"{est / 3600:.1f} h"
+        print(f"{SRM_IMPLS[impl]:<28} {m.size:6d} {dt:8.2f} {rate:9.1f} {est_s:>29} "
+              f"{rate0 / rate:9.2f}")
+    if len(res) > 1:
+        ms = [r[2] for r in res.values()]
+        n = min(m.size for m in ms)
+        diff = max(float(np.max(np.abs(m[:n] - ms[0][:n]))) for m in ms[1:])
+        print(f"max |M - M_{first}| over the {n} pairs: {diff:.2e}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--info", type=Path, default=DEFAULT_INFO, help="MARS kit info/ folder")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--kit-queries", type=int, default=20,
                    help="queries timed with the literal kit loop (extrapolated)")
-    args = p.parse_args(argv)
+    p.add_argument("--srm-impl", default="native,python",
+                   help="SRM throughput: comma-separated of native, python; 'none' skips it")
+    p.add_argument("--srm-pairs", type=int, default=64, help="pairs timed per implementation")
+    # argv None = defaults: tools/bench.py calls main() with its own arguments in sys.argv
+    args = p.parse_args([] if argv is None else argv)
+    impls = [] if args.srm_impl == "none" else [i for i in args.srm_impl.split(",") if i]
+    unknown = sorted(set(impls) - set(SRM_IMPLS))
+    if unknown:
+        p.error(f"--srm-impl: unknown {unknown}; choose from {sorted(SRM_IMPLS)} or none")
 
     pids, cams, q = P.load_mars_kit_info(args.info)
     d = np.random.default_rng(0).random((q.size, pids.size))
@@ -93,8 +180,11 @@ def main(argv=None):
     ok = t_off2 < TARGET_S
     print(f"official protocol target (< {TARGET_S:.0f} s on 2 cores): "
           f"{'met' if ok else 'NOT met'} ({t_off2:.3f} s)")
+    if impls:
+        srm = srm_throughput(impls, args.srm_pairs, args.repeats)
+        _print_srm(srm)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

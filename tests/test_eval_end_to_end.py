@@ -1,0 +1,288 @@
+"""tools/evaluate.py end to end (DESIGN.md 1.3, 5): a tiny synthetic MARS dataset, the small
+ALL net trained for a few iterations by reid.experiment, then the tool: every output exists,
+the table shows the JSON numbers, the JSON numbers are those of a brute-force eq. 2 ranking
+computed here, and bad inputs (a caffemodel of another variant, missing files or splits)
+fail with a clear message before features are extracted. The two-camera path (iLIDS-VID
+layout, 10 splits) runs the same trained net across a synthetic iLIDS-VID, and a fake
+extractor with known features checks its probe / gallery wiring per split.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from reid import experiment
+from reid.datasets import open_dataset
+from reid.datasets.ilidsvid import prepare_ilidsvid
+from reid.datasets.synthetic import generate
+from reid.evaluation import protocols as P
+from reid.evaluation import report, rerank
+from reid.nets import SMALL, VARIANTS, NetConfig
+from tools import evaluate as tool
+
+ITERS = 8
+# base_lr 0.001: at the small schedule's 0.01 with 2 triplets per batch, 8 iterations grew fc7
+# to ~1e4 and saturated the TAM's LSTM, so F was the same for every tracklet.
+SCHEDULE = dict(max_iter=ITERS, stepsize=1000, base_lr=0.001, display=1, snapshot=ITERS)
+
+
+def train_run(folder, variant, data, iters=ITERS):
+    cfg = NetConfig(size=SMALL, variant=VARIANTS[variant], batch_triplets=2, workers=0,
+                    deploy_batch=8, data_source=data)
+    nets = experiment.write_nets(cfg, str(folder), dict(SCHEDULE, max_iter=iters,
+                                                         snapshot=iters))
+    experiment.train(nets["solver"], str(folder / "train.log"), iters, progress=False)
+    weights = folder / "snapshots" / ("snap_iter_%d.caffemodel" % iters)
+    assert weights.is_file()
+    return nets, weights
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_mars, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_runs")
+    all_nets, all_w = train_run(root / "all", "all", tiny_mars)
+    cnn_nets, cnn_w = train_run(root / "cnn", "cnn", tiny_mars, iters=2)
+    return {"all": (root / "all", all_nets, all_w), "cnn": (root / "cnn", cnn_nets, cnn_w)}
+
+
+@pytest.fixture(scope="module")
+def tiny_ilidsvid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_ilidsvid")
+    generate(root / "source", layout="ilidsvid", identities=8, seed=5, min_len=6, max_len=14)
+    prepare_ilidsvid(root / "source", root / "prepared", progress=False)
+    return str(root / "prepared")
+
+
+def check_table_equals_json(paths, n_results):
+    runs = report.load_json(paths["json"])
+    table = report.parse_table(Path(paths["table"]).read_text())
+    assert len(runs) == 1 and list(table) == [runs[0]["name"]]
+    for res in runs[0]["results"]:
+        cells = table[runs[0]["name"]][report.group_title(res)]
+        want = [report.pct(res["ranks"][str(k)]) for k in (1, 5, 10, 20)]
+        if "ranks_std" in res:
+            want = ["%s±%s" % (w, report.pct(res["ranks_std"][str(k)]))
+                    for w, k in zip(want, (1, 5, 10, 20))]
+        else:
+            want.append(report.pct(res["mAP"]))
+        assert cells == want
+    assert len(runs[0]["results"]) == n_results
+    return runs[0]
+
+
+def check_images(paths, kinds):
+    for kind in kinds:
+        img = cv2.imread(str(paths[kind]))
+        assert img is not None and img.shape[0] > 50 and img.shape[1] > 100, kind
+
+
+def brute_force_eq2(data, nets, weights):
+    """Every (query, test) pair scored with S = 1/(1+d) + M and sorted; both MARS protocols."""
+    from reid.evaluation.features import FeatureExtractor, MetricScorer
+    with open_dataset(data) as ds:
+        test, queries = ds.gallery_idx, ds.query_idx
+        feats = FeatureExtractor(nets["deploy_features"], str(weights)).extract(
+            ds, test, progress=False)
+        q = np.searchsorted(test, queries)
+        assert np.array_equal(test[q], queries)
+        F = feats["F"] / np.linalg.norm(feats["F"], axis=1, keepdims=True)
+        d = np.linalg.norm(F[q][:, None] - F[None], axis=2)
+        qi, gi = np.meshgrid(np.arange(q.size), np.arange(test.size), indexing="ij")
+        scorer = MetricScorer(nets["deploy_metric"], str(weights))
+        M = scorer(feats["pool5"][q][qi.ravel()], feats["pool5"][gi.ravel()]).reshape(d.shape)
+        S = 1.0 / (1.0 + d) + M
+        order = np.argsort(-S, axis=1, kind="stable")
+        return P.evaluate_mars(rerank.Ranking(order, test.size, "joint", 1.0), ds.pids[test],
+                               ds.cams[test], q, dataset=ds.name)
+
+
+def test_mars_all_outputs_and_numbers(runs, tiny_mars, tmp_path):
+    run, nets, weights = runs["all"]
+    out = tmp_path / "out"
+    paths = tool.main(["--dataset", tiny_mars, "--run", str(run), "--out", str(out),
+                       "-k", "0", "--show", "3", "--quiet"])
+    for kind in ("table", "csv", "json", "cmc", "ranked_lists", "attention"):
+        assert Path(paths[kind]).is_file() and Path(paths[kind]).stat().st_size > 0, kind
+    check_images(paths, ("cmc", "ranked_lists", "attention"))
+    run_json = check_table_equals_json(paths, 2)
+    meta = run_json["meta"]
+    assert run_json["name"] == "ALL" and meta["mode"] == "joint" and meta["chunks"] == "all"
+    assert meta["weights"] == str(weights)            # the newest snapshot, found by the tool
+    with open_dataset(tiny_mars) as ds:
+        assert meta["k"] == ds.gallery_idx.size       # -k 0: every pair re-scored
+    want = {r["protocol"]: r for r in brute_force_eq2(tiny_mars, nets, weights)}
+    for res in run_json["results"]:
+        ref = want[res["protocol"]]
+        assert res["ranks"] == pytest.approx(ref["ranks"])
+        assert res["mAP"] == pytest.approx(ref["mAP"])
+        assert res["cmc"] == pytest.approx(ref["cmc"])
+    # experiment.evaluate (k = 100 > gallery size: also every pair) agrees
+    with open_dataset(tiny_mars) as ds:
+        lib, _, feats = experiment.evaluate(ds, NetConfig(size=SMALL, variant=VARIANTS["all"]),
+                                            nets, str(weights), progress=False)
+        assert feats["F"].shape[0] == ds.gallery_idx.size
+    for res, ref in zip(run_json["results"], lib):
+        assert res["protocol"] == ref["protocol"] and res["mAP"] == pytest.approx(ref["mAP"])
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].split(",") == list(report.CSV_FIELDS) and len(rows) > 10
+
+
+def test_mismatched_caffemodel_is_refused_before_extraction(runs, tiny_mars, tmp_path):
+    run = runs["all"][0]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--dataset", tiny_mars, "--run", str(run), "--weights", str(runs["cnn"][2]),
+                   "--out", str(out), "--quiet"])
+    msg = str(e.value)
+    assert "does not fit the deploy net" in msg and str(runs["cnn"][2]) in msg
+    assert "tam_" in msg or "lstm_" in msg                # names the layers it lacks
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("no_weights", "caffemodel not found"),
+    ("no_deploy", "deploy_features.prototxt: not found"),
+    ("no_metric", "needs .*deploy_metric.prototxt"),
+    ("wrong_variant", "--variant cnn, but"),
+    ("no_dataset", "dataset folder not found"),
+    ("splits_on_mars", "--splits: mars has one official split"),
+    ("not_a_query", "are not queries"),
+])
+def test_bad_inputs_fail_clearly(runs, tiny_mars, tmp_path, case, pattern):
+    src = runs["all"][0]
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("deploy_features.prototxt", "deploy_metric.prototxt"):
+        shutil.copy(src / name, run / name)
+    args = ["--dataset", tiny_mars, "--run", str(run), "--weights", str(runs["all"][2]),
+            "--out", str(tmp_path / "out"), "--quiet"]
+    if case == "no_weights":
+        args[5] = str(tmp_path / "missing.caffemodel")
+    elif case == "no_deploy":
+        (run / "deploy_features.prototxt").unlink()
+    elif case == "no_metric":
+        (run / "deploy_metric.prototxt").unlink()
+    elif case == "wrong_variant":
+        args += ["--variant", "cnn"]
+    elif case == "no_dataset":
+        args[1] = str(tmp_path / "nothing")
+    elif case == "splits_on_mars":
+        args += ["--splits", "0,1"]
+    elif case == "not_a_query":
+        with open_dataset(tiny_mars) as ds:
+            train = int(ds.train_idx[0])
+        args += ["--show-tids", str(train)]
+    with pytest.raises(SystemExit, match=pattern):
+        tool.main(args)
+
+
+def test_two_camera_all_splits(runs, tiny_ilidsvid, tmp_path):
+    """The MARS-trained ALL net on a synthetic iLIDS-VID: 10 splits, mean and std."""
+    run, nets, weights = runs["all"]
+    paths = tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", str(weights),
+                       "--out", str(tmp_path / "out"), "--quiet"])
+    for kind in ("table", "csv", "json", "cmc", "ranked_lists", "attention"):
+        assert Path(paths[kind]).is_file(), kind
+    check_images(paths, ("cmc", "ranked_lists", "attention"))
+    res = check_table_equals_json(paths, 1)["results"][0]
+    assert res["protocol"] == P.TWO_CAMERA_SPLITS and res["num_splits"] == 10
+    assert [p["split"] for p in res["per_split"]] == list(range(10))
+    r1 = np.array([p["ranks"]["1"] for p in res["per_split"]])
+    assert res["ranks"]["1"] == pytest.approx(r1.mean())
+    assert res["ranks_std"]["1"] == pytest.approx(r1.std())
+    with open_dataset(tiny_ilidsvid) as ds:
+        for p, split in zip(res["per_split"], ds.splits):
+            assert p["num_queries"] == p["num_gallery"] == len(split["test"])
+    # the same numbers through the library function the tool's sibling offers
+    cfg = NetConfig(size=SMALL, variant=VARIANTS["all"])
+    with open_dataset(tiny_ilidsvid) as ds:
+        lib, meta, _ = experiment.evaluate_two_camera(ds, cfg, nets, str(weights),
+                                                      progress=False)
+    assert lib[0]["ranks"] == pytest.approx(res["ranks"])
+    assert lib[0]["mAP"] == pytest.approx(res["mAP"])
+    assert meta["weights_per_split"] is False
+
+
+def test_two_camera_per_split_weights_and_missing_split(runs, tiny_ilidsvid, tmp_path):
+    run, _, weights = runs["cnn"]
+    for s in (0, 3):
+        (tmp_path / ("split%d" % s)).mkdir()
+        shutil.copy(weights, tmp_path / ("split%d" % s) / "model.caffemodel")
+    template = str(tmp_path / "split{split}" / "model.caffemodel")
+    paths = tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", template,
+                       "--splits", "0,3", "--first-t", "--out", str(tmp_path / "out"),
+                       "--quiet"])
+    run_json = report.load_json(paths["json"])[0]
+    res = run_json["results"][0]
+    assert run_json["name"] == "CNN" and run_json["meta"]["mode"] == "distance"
+    assert run_json["meta"]["chunks"] == "first" and run_json["meta"]["weights_per_split"]
+    assert res["splits"] == [0, 3] and [p["split"] for p in res["per_split"]] == [0, 3]
+    assert "attention" not in paths                      # CNN has no TAM
+    with pytest.raises(SystemExit, match=r"split\(s\) \[12\] missing"):
+        tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", str(weights),
+                   "--splits", "0,12", "--quiet", "--out", str(tmp_path / "out2")])
+    with pytest.raises(SystemExit, match="caffemodel not found: .*split5"):
+        tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", template,
+                   "--splits", "0,5", "--quiet", "--out", str(tmp_path / "out3")])
+
+
+class FakeExtractor:
+    """F = one-hot of the pid (+ a per-camera offset), pool5 = the pid as a volume."""
+
+    def __init__(self, noise=0.0):
+        self.noise = noise
+        self.calls = []
+
+    def extract(self, dataset, tids, mode="all", progress=True):
+        tids = np.asarray(tids)
+        self.calls.append(tids)
+        pids, cams = dataset.pids[tids], dataset.cams[tids]
+        F = np.zeros((tids.size, pids.max() + 1))
+        F[np.arange(tids.size), pids] = 1.0
+        F[:, 0] = self.noise * cams
+        return {"F": F, "pool5": pids.reshape(-1, 1, 1, 1, 1).astype(float)}
+
+
+class FakeScorer:
+    """M = 1 for the same person, else 0 (what a perfect SRM would say)."""
+
+    def metric_fn(self, qa, ga):
+        return lambda qi, gi: (qa[np.asarray(qi)] == ga[np.asarray(gi)]).reshape(-1) * 1.0
+
+
+class ConstantExtractor(FakeExtractor):
+    def extract(self, dataset, tids, mode="all", progress=True):
+        out = super().extract(dataset, tids, mode, progress)
+        out["F"] = np.ones_like(out["F"])
+        return out
+
+
+def test_two_camera_wiring_with_fake_features(tiny_ilidsvid):
+    with open_dataset(tiny_ilidsvid) as ds:
+        ext = FakeExtractor(noise=0.1)
+        scored = experiment.score_two_camera(ds, "CNN", (ext, None), progress=False)
+        res = scored.results[0]
+        assert len(ext.calls) == 1                        # one extraction for all splits
+        assert res["ranks"]["1"] == 1.0 and res["ranks_std"]["1"] == 0.0 and res["mAP"] == 1.0
+        for entry, split in zip(scored.lists, ds.splits):
+            assert sorted(ds.pids[entry["query"]]) == sorted(split["test"])
+            assert (ds.cams[entry["query"]] == 1).all() and (ds.cams[entry["gallery"]] == 2).all()
+            assert np.array_equal(ds.pids[entry["query"]], ds.pids[entry["gallery"]])
+            ds.set_split(entry["split"])                  # the roles the index assigns agree
+            assert set(ds.query_idx) == set(entry["query"])
+            assert set(ds.gallery_idx) == set(entry["gallery"])
+        # F says nothing: the joint ranking must come from M, on the right pairs
+        scored = experiment.score_two_camera(ds, "ALL", (ConstantExtractor(), FakeScorer()),
+                                             k=0, progress=False)
+        assert scored.results[0]["ranks"]["1"] == 1.0
+        # without M the constant F leaves ties, broken by gallery column: probe i ranks its
+        # match (column i) at i + 1
+        scored = experiment.score_two_camera(ds, "CNN", (ConstantExtractor(), None),
+                                             splits=[2], progress=False)
+        n = len(ds.splits[2]["test"])
+        first = np.array(scored.results[0]["per_split"][0]["cmc"])
+        assert first[0] == pytest.approx(1.0 / n)
+        assert json.dumps(report._jsonable(scored.results[0]))   # JSON-ready

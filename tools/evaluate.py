@@ -1,0 +1,259 @@
+#!/usr/bin/env python
+"""Evaluate a trained run on a prepared dataset (paper 4.1, eq. 2; DESIGN.md 1.3 and 5).
+
+    bin/python tools/evaluate.py --dataset data/mars --run work/mars/all \\
+        [--weights work/mars/all/snapshots/snap_iter_40000.caffemodel] [--variant all] \\
+        [-k 100] [--lam 1] [--first-t] [--splits 0,1,...] [--show 4 | --show-tids 12,40] \\
+        [--top 10] [--out DIR] [--name ALL]
+
+The run folder holds deploy_features.prototxt (and deploy_metric.prototxt for variants with a
+metric model) as reid.experiment.write_nets writes them; the variant is read from the
+prototxt's name (`<variant>_features`). Without --weights the caffemodel with the highest
+iteration in RUN/ or RUN/snapshots/ is used. For iLIDS-VID / PRID2011, --weights may contain
+"{split}" (one model per split, as the paper trains on each split's training half); one
+model for every split is also accepted (e.g. a MARS model tested across datasets).
+
+Features: F of a tracklet is averaged over its chunks of T frames (--first-t: its first T
+frames only). Ranking (reid.evaluation.rerank.rank_variant): variants without a metric model
+rank by d; ALL re-scores the top k by d with eq. 2, S = 1/(1+d) + lambda*M; CNN+DIFF and
+CNN+SRM rank by M alone (the top k by d of their untrained F, every pair when k covers the
+gallery); -k 0 scores every pair. Protocols: MARS official kit and common variant; iLIDS-VID
+and PRID2011 probe cam1/cam_a against gallery cam2/cam_b over each split's test persons,
+mean and std over the splits.
+
+Writes to --out (default RUN/eval_<dataset>_<weights name>): results.txt (Table-2/3-shaped),
+results.csv, results.json (every number, per query and per split), cmc.png (Fig. 9),
+ranked_lists.png (Fig. 10, real frames: green right, red wrong, blue distractor) and, when
+the net has a TAM, attention_<tid>.png (Fig. 1) for the first query shown.
+Everything that can be checked (files, variant, caffemodel vs deploy nets, splits, queries)
+is checked before features are extracted.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("GLOG_minloglevel", "2")   # Caffe's per-layer set-up log, unless asked
+
+from reid import experiment  # noqa: E402
+from reid.datasets import open_dataset  # noqa: E402
+from reid.evaluation import plots, report  # noqa: E402
+from reid.nets.config import TABLE2_LABELS, VARIANTS  # noqa: E402
+
+NAME_RE = re.compile(r'^name:\s*"([^"]*)"', re.M)
+ITER_RE = re.compile(r"_iter_(\d+)\.caffemodel$")
+TWO_CAMERA = ("ilidsvid", "prid2011")
+
+
+class EvaluateError(ValueError):
+    """Bad input to the tool, found before any long computation."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("--dataset", required=True, type=Path, help="prepared dataset folder")
+    p.add_argument("--run", required=True, type=Path,
+                   help="run folder with deploy_features[/deploy_metric].prototxt")
+    p.add_argument("--weights", default=None,
+                   help="caffemodel (may contain {split}); default: newest in the run folder")
+    p.add_argument("--variant", default=None, choices=sorted(VARIANTS),
+                   help="Table 2 variant (default: from the deploy_features name)")
+    p.add_argument("-k", "--k", type=int, default=100,
+                   help="re-scored list length per query (eq. 2); 0 = every pair")
+    p.add_argument("--lam", type=float, default=1.0, help="lambda of eq. 2")
+    p.add_argument("--first-t", action="store_true",
+                   help="F from the first T frames instead of the mean over T-frame chunks")
+    p.add_argument("--splits", default=None,
+                   help="iLIDS-VID / PRID2011: comma-separated split ids (default: all)")
+    p.add_argument("--show", type=int, default=4,
+                   help="queries drawn in ranked_lists.png, evenly spread (default 4)")
+    p.add_argument("--show-tids", default=None,
+                   help="comma-separated query tracklet ids to draw instead of --show")
+    p.add_argument("--top", type=int, default=10, help="gallery items per ranked list")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--name", default=None, help="row label (default: the Table 2 label)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def _int_list(text, what):
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EvaluateError("%s: expected comma-separated integers, got %r" % (what, text))
+
+
+def run_nets(run):
+    """{deploy_features: path[, deploy_metric: path]} of a run folder; the variant it names."""
+    if not run.is_dir():
+        raise EvaluateError("%s: run folder not found" % run)
+    feats = run / "deploy_features.prototxt"
+    if not feats.is_file():
+        raise EvaluateError("%s: not found (the run folder must hold the deploy nets that "
+                            "reid.experiment.write_nets writes)" % feats)
+    m = NAME_RE.search(feats.read_text())
+    variant = m.group(1)[:-len("_features")] if m and m.group(1).endswith("_features") else None
+    nets = {"deploy_features": str(feats)}
+    metric = run / "deploy_metric.prototxt"
+    if metric.is_file():
+        nets["deploy_metric"] = str(metric)
+    return nets, variant
+
+
+def resolve_variant(named, asked, nets):
+    if named is None and asked is None:
+        raise EvaluateError("%s has no name '<variant>_features'; pass --variant"
+                            % nets["deploy_features"])
+    if named is not None and named not in VARIANTS:
+        raise EvaluateError("%s names variant %r; known: %s" % (nets["deploy_features"], named,
+                                                                 sorted(VARIANTS)))
+    if asked is not None and named is not None and asked != named:
+        raise EvaluateError("--variant %s, but %s is the %s net" % (asked, nets["deploy_features"],
+                                                                     named))
+    variant = VARIANTS[asked or named]
+    if variant.metric and "deploy_metric" not in nets:
+        raise EvaluateError("variant %s needs %s/deploy_metric.prototxt, which is missing"
+                            % (variant.name, Path(nets["deploy_features"]).parent))
+    return variant
+
+
+def newest_caffemodel(run):
+    found = [p for folder in (run, run / "snapshots")
+             for p in glob.glob(str(folder / "*.caffemodel"))]
+    if not found:
+        raise EvaluateError("no .caffemodel in %s or %s/snapshots; pass --weights" % (run, run))
+
+    def key(path):
+        m = ITER_RE.search(path)
+        return (int(m.group(1)) if m else -1, os.path.getmtime(path))
+    return max(found, key=key)
+
+
+def weights_paths(weights, splits):
+    """{split or None: path}; every file must exist."""
+    paths = (experiment.split_weights(weights, splits) if experiment.SPLIT_FIELD in weights
+             else {None: weights})
+    missing = [p for p in paths.values() if not os.path.isfile(p)]
+    if missing:
+        raise EvaluateError("caffemodel not found: %s" % ", ".join(missing[:3]))
+    return paths
+
+
+def prepare(args):
+    """Every check that needs no feature extraction; returns what main runs."""
+    nets, named = run_nets(args.run)
+    variant = resolve_variant(named, args.variant, nets)
+    if args.top < 1 or args.show < 0:
+        raise EvaluateError("--top must be >= 1 and --show >= 0")
+    if not args.dataset.is_dir():
+        raise EvaluateError("%s: dataset folder not found" % args.dataset)
+    dataset = open_dataset(args.dataset)
+    try:
+        return _prepare_with(args, nets, variant, dataset)
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _prepare_with(args, nets, variant, dataset):
+    two_camera = dataset.name in TWO_CAMERA
+    splits = None
+    if args.splits is not None:
+        if not two_camera:
+            raise EvaluateError("--splits: %s has one official split" % dataset.name)
+        splits = _int_list(args.splits, "--splits")
+    lists = experiment.two_camera_lists(dataset, splits) if two_camera else None
+    if lists:
+        splits = [s for s, _, _ in lists]
+    weights = args.weights or newest_caffemodel(args.run)
+    if experiment.SPLIT_FIELD in str(weights) and not two_camera:
+        raise EvaluateError("--weights with {split}: %s has no splits" % dataset.name)
+    paths = weights_paths(str(weights), splits or [])
+    experiment.check_weights(nets, paths.values(), bool(variant.metric))
+    queries = lists[0][1] if lists else dataset.query_idx
+    show = None
+    if args.show_tids:
+        show = _int_list(args.show_tids, "--show-tids")
+        bad = sorted(set(show) - set(int(t) for t in queries))
+        if bad:
+            where = "split %d" % lists[0][0] if lists else dataset.name
+            raise EvaluateError("--show-tids %s are not queries of %s" % (bad, where))
+    stem = Path(str(weights).replace(experiment.SPLIT_FIELD, "split")).stem
+    out = args.out or args.run / ("eval_%s_%s" % (dataset.name, stem))
+    out.mkdir(parents=True, exist_ok=True)
+    return dict(nets=nets, variant=variant, dataset=dataset, weights=str(weights),
+                paths=paths, splits=splits, show=show, out=out)
+
+
+def score(job, args):
+    variant, dataset, paths = job["variant"], job["dataset"], job["paths"]
+    label = TABLE2_LABELS[variant.name]
+    metric = bool(variant.metric)
+    chunks = "first" if args.first_t else "all"
+    if None in paths:
+        models = experiment.load_models(job["nets"], paths[None], metric)
+    else:
+        models = lambda s: experiment.load_models(job["nets"], paths[s], metric)  # noqa: E731
+    if job["splits"] is not None:
+        if None in paths:
+            print("evaluate: one caffemodel for every split; unless it was trained on another "
+                  "dataset, some splits' test persons were in its training data",
+                  file=sys.stderr)
+        return experiment.score_two_camera(dataset, label, models, args.k, args.lam,
+                                           job["splits"], chunks, not args.quiet)
+    return experiment.score_mars(dataset, label, models, args.k, args.lam, chunks,
+                                 not args.quiet)
+
+
+def write_outputs(job, args, scored):
+    variant, dataset, out = job["variant"], job["dataset"], job["out"]
+    name = args.name or TABLE2_LABELS[variant.name]
+    meta = dict(scored.meta, weights=job["weights"], run=str(args.run),
+                dataset_folder=str(args.dataset), deploy=job["nets"])
+    run = report.make_run(name, scored.results, **meta)
+    title = "%s on %s (%s), k=%d, lambda=%g" % (name, report.DATASET_NAMES.get(
+        dataset.name, dataset.name), os.path.basename(job["weights"]), scored.meta["k"],
+        scored.meta["lambda"])
+    paths = report.write_reports([run], out, "results", title=title)
+    curves = [("%s, %s" % (name, report.group_title(res)), res["cmc"], res.get("cmc_std"))
+              for res in scored.results]
+    paths["cmc"] = plots.plot_cmc(curves, out / "cmc.png", title=title)
+    show = job["show"] if job["show"] is not None else experiment.default_show(scored, args.show)
+    if show:
+        paths["ranked_lists"] = experiment.ranked_list_figure(
+            dataset, scored, show, out / "ranked_lists.png", args.top)
+        if "attention" in scored.features:
+            T = scored.features["attention"].shape[-1]
+            paths["attention"] = experiment.attention_figure(
+                dataset, scored, show[0], out / ("attention_%d.png" % show[0]), T,
+                title="%s: TAM weights w_{t,i} of query tracklet %d (%s)"
+                % (name, show[0], dataset.tracklets[show[0]].source))
+    return paths
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        job = prepare(args)
+        try:
+            scored = score(job, args)
+            paths = write_outputs(job, args, scored)
+        finally:
+            job["dataset"].close()
+    except (ValueError, OSError) as e:     # EvaluateError, LayoutError, EvaluationInputError
+        raise SystemExit("evaluate: %s" % e)
+    print(paths["table"].read_text(), end="")
+    for kind, path in paths.items():
+        print("%s: %s" % (kind, path))
+    return paths
+
+
+if __name__ == "__main__":
+    main()

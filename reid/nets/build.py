@@ -94,8 +94,10 @@ def metric_net(cfg):
 
 
 def solver(cfg, net_path, snapshot_prefix, max_iter=40000, base_lr=0.001, stepsize=20000,
-           display=20, snapshot=2000):
-    """SGD as CaffeNet fine-tuning usually runs; paths are relative to where caffe runs."""
+           display=20, snapshot=2000, clip_gradients=10):
+    """SGD as CaffeNet fine-tuning usually runs; paths are relative to where caffe runs.
+    Gradients are clipped (L2 norm, as Caffe's LRCN recurrent nets do): an early blow-up of
+    fc7 otherwise saturates the TAM's tanh/LSTM units and F collapses to one point."""
     return "\n".join([
         'net: "%s"' % net_path,
         "base_lr: %g" % base_lr,
@@ -104,6 +106,7 @@ def solver(cfg, net_path, snapshot_prefix, max_iter=40000, base_lr=0.001, stepsi
         "stepsize: %d" % stepsize,
         "momentum: 0.9",
         "weight_decay: 0.0005",
+        "clip_gradients: %g" % clip_gradients,
         "max_iter: %d" % max_iter,
         "display: %d" % display,
         "average_loss: %d" % display,

@@ -5,8 +5,13 @@
 # seconds, and an edited native layer recompiles alone.
 #
 # Environment:
-#   CUDA=auto|0|1     build the CUDA variant (auto: when nvcc and cuBLAS headers are found)
-#   CUDA_ARCH="75 80 86 89 90"   compute capabilities for the CUDA variant
+#   CUDA=auto|0|1     build the CUDA variant (auto: when nvcc exists and a GPU is visible;
+#                     1 also builds without a GPU, e.g. to compile every .cu file)
+#   CUDA_ARCH="75 80 86 89 90"   compute capabilities for the CUDA variant (the PTX of the
+#                     last one is embedded too, for newer GPUs)
+#   CUDA_HOME=/usr/local/cuda    the toolkit; cuBLAS/cuRAND come from it, or, where it has only
+#                     the compiler, from the pinned wheels of toolchain/cuda-requirements.txt
+#   CUDA_EXTRA_CMAKE_ARGS="-DX=Y ..."   more CMake arguments for the CUDA variant
 #   WITH_PYTHON=1     pycaffe and Python layers (0 for a bare GPU-machine build)
 #   WITH_OPENCV=1     Caffe's OpenCV image I/O
 #   CAFFE_SRC=/path   use an existing checkout of BVLC Caffe 99bd997 instead of downloading
@@ -155,15 +160,69 @@ prepare_tree() {
   mv "$tree.part" "$tree"
 }
 
-# ---- configure, build, install --------------------------------------------------------
+# ---- CUDA: toolkit, cuBLAS/cuRAND, architectures ----------------------------------------
+has_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }
+
 cuda_wanted() {
   case ${CUDA:-auto} in
     1) return 0 ;;
     0) return 1 ;;
-    *) [[ -x $CUDA_HOME/bin/nvcc && -f $CUDA_HOME/include/cublas_v2.h ]] ;;
+    # auto builds what can run here: without a GPU, a CUDA pycaffe would only be dead weight
+    auto) [[ -x $CUDA_HOME/bin/nvcc ]] && has_gpu ;;
+    *) die "CUDA=${CUDA}: use auto, 0 or 1" ;;
   esac
 }
 
+toolkit_has_cuda_libs() {
+  [[ -f $CUDA_HOME/include/cublas_v2.h && -f $CUDA_HOME/include/curand.h ]] \
+    && compgen -G "$CUDA_HOME/lib64/libcublas.so*" >/dev/null \
+    && compgen -G "$CUDA_HOME/lib64/libcurand.so*" >/dev/null
+}
+
+# pip for downloading only: the system's, else a throwaway venv's (Debian's python3-venv).
+pip_download() {
+  local py=$SYSTEM_PYTHON
+  if ! "$py" -m pip --version >/dev/null 2>&1; then
+    if [[ ! -x $CACHE/pip-venv/bin/python ]]; then
+      "$SYSTEM_PYTHON" -m venv "$CACHE/pip-venv" || die "no pip: install python3-venv or python3-pip"
+    fi
+    py=$CACHE/pip-venv/bin/python
+  fi
+  "$py" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: "$@"
+}
+
+# cuBLAS and cuRAND where the toolkit has only nvcc (CUDA 13.0 here): NVIDIA's wheels pinned
+# with hashes in toolchain/cuda-requirements.txt, unpacked (never installed) into a folder
+# keyed by that file. Sets CUDA_LIBS_DIR: nvidia/cu13/include for the compilers, lib/ for the
+# linker with unversioned names (CMake's find_library) and SONAMEs (for running the build here).
+provide_cuda_libs() {
+  local reqs=$TC/cuda-requirements.txt dir whl so base
+  dir=$CACHE/cuda-libs-$(sha256sum "$reqs" | cut -c1-12)
+  if [[ ! -f $dir/.complete ]]; then
+    step "downloading cuBLAS/cuRAND: $(grep -oE '^[A-Za-z0-9_-]+==[^ ]+' "$reqs" | tr '\n' ' ')"
+    rm -rf "$dir" "$dir.part"
+    mkdir -p "$dir.part/wheels" "$dir.part/lib"
+    pip_download --require-hashes -r "$reqs" -d "$dir.part/wheels" \
+      || { rm -rf "$dir.part"; die "pip download -r toolchain/cuda-requirements.txt failed (network, or a wheel whose hash changed)"; }
+    for whl in "$dir.part"/wheels/*.whl; do
+      "$SYSTEM_PYTHON" -m zipfile -e "$whl" "$dir.part" || { rm -rf "$dir.part"; die "cannot unpack $whl"; }
+    done
+    rm -rf "$dir.part/wheels"
+    for so in "$dir.part"/nvidia/cu13/lib/lib*.so.*; do
+      base=$(basename "$so")
+      ln -sfn "../nvidia/cu13/lib/$base" "$dir.part/lib/$base"
+      ln -sfn "../nvidia/cu13/lib/$base" "$dir.part/lib/${base%%.so.*}.so"
+    done
+    for f in nvidia/cu13/include/cublas_v2.h nvidia/cu13/include/curand.h lib/libcublas.so lib/libcublasLt.so lib/libcurand.so; do
+      [[ -e $dir.part/$f ]] || { rm -rf "$dir.part"; die "the wheels of toolchain/cuda-requirements.txt lack $f (layout changed?)"; }
+    done
+    touch "$dir.part/.complete"
+    mv "$dir.part" "$dir"
+  fi
+  CUDA_LIBS_DIR=$dir
+}
+
+# ---- configure, build, install --------------------------------------------------------
 cmake_args() {
   local args=(-DCMAKE_BUILD_TYPE=Release -DBLAS=Open -DUSE_CUDNN=OFF -DUSE_NCCL=OFF
               -DBUILD_matlab=OFF -DBUILD_docs=OFF -DUSE_LEVELDB=ON -DUSE_LMDB=ON
@@ -176,10 +235,18 @@ cmake_args() {
   fi
   [[ $WITH_OPENCV == 1 ]] && args+=(-DUSE_OPENCV=ON) || args+=(-DUSE_OPENCV=OFF)
   if [[ $VARIANT == cuda* ]]; then
-    local last=${CUDA_ARCH##* }
-    args+=(-DCPU_ONLY=OFF -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$CUDA_ARCH" "-DCUDA_ARCH_PTX=$last"
-           "-DCUDA_TOOLKIT_ROOT_DIR=$CUDA_HOME" "-DCUDA_NVCC_FLAGS=-std=c++17"
-           ${CUDA_EXTRA_CMAKE_ARGS:-})
+    # CCCL (Thrust/CUB) of CUDA 12/13 needs C++17; cuDNN >= 8 is unsupported by Caffe 1.0.
+    local nvcc_flags=-std=c++17 extra=()
+    args+=(-DCPU_ONLY=OFF -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$CUDA_ARCH"
+           "-DCUDA_ARCH_PTX=${CUDA_ARCH##* }" "-DCUDA_TOOLKIT_ROOT_DIR=$CUDA_HOME")
+    if [[ -n ${CUDA_LIBS_DIR:-} ]]; then
+      args+=("-DCMAKE_LIBRARY_PATH=$CUDA_LIBS_DIR/lib"
+             "-DCMAKE_CXX_FLAGS=-I$CUDA_LIBS_DIR/nvidia/cu13/include")
+      nvcc_flags+=";-I$CUDA_LIBS_DIR/nvidia/cu13/include"
+    fi
+    args+=("-DCUDA_NVCC_FLAGS=$nvcc_flags")
+    read -ra extra <<<"${CUDA_EXTRA_CMAKE_ARGS:-}"
+    args+=("${extra[@]}")
   else
     args+=(-DCPU_ONLY=ON)
   fi
@@ -214,12 +281,17 @@ main() {
   command -v cmake >/dev/null || die "missing cmake: apt-get install cmake"
   VENV=
   setup_venv
-  local source
+  local source archs
   source=$(obtain_source)
   VARIANT=cpu
+  CUDA_LIBS_DIR=
   if cuda_wanted; then
     [[ -x $CUDA_HOME/bin/nvcc ]] || die "CUDA=1 but no nvcc under CUDA_HOME=$CUDA_HOME"
+    read -ra archs <<<"$CUDA_ARCH"
+    [[ ${#archs[@]} -gt 0 ]] || die "CUDA_ARCH is empty: name compute capabilities, e.g. CUDA_ARCH=\"80 90\""
+    CUDA_ARCH="${archs[*]}"
     VARIANT=cuda
+    toolkit_has_cuda_libs || provide_cuda_libs
   fi
   [[ $WITH_PYTHON == 1 ]] || VARIANT=$VARIANT-nopy
   [[ $WITH_OPENCV == 1 ]] || VARIANT=$VARIANT-nocv

@@ -4,6 +4,8 @@ import os
 import tempfile
 
 import numpy as np
+
+from reid.testing import net_from_prototxt
 import pytest
 
 from reid import mining
@@ -141,12 +143,7 @@ def _net(B, split_labels):
         shapes = "shape { dim: %d }" % (3 * B)
     text = NET.format(B=B, P=3 * B, label_tops=tops, label_shapes=shapes, label_bottoms=bottoms,
                       no_prop=" ".join(["propagate_down: false"] * n_bottoms))
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        return caffe.Net(f.name, caffe.TRAIN)
-    finally:
-        os.unlink(f.name)
+    return net_from_prototxt(text, phase=caffe.TRAIN)
 
 
 @pytest.mark.parametrize("split_labels", [False, True])

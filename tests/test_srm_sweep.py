@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from reid.ops import spatial_lstm as sl
+from reid.testing import numeric_gradient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (N, C, T, H, W): non-square, sizes of 1 on each axis, N = 1
@@ -83,18 +84,6 @@ def test_directions_differ():
             assert not np.allclose(outs[a], outs[b])
 
 
-def _numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        o = x[i]
-        x[i] = o + eps
-        fp = f()
-        x[i] = o - eps
-        fm = f()
-        x[i] = o
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_numpy_numerical_gradients(shape):
@@ -105,10 +94,10 @@ def test_numpy_numerical_gradients(shape):
     R = rng.normal(size=y.shape)
     dx, grads = sl.sweep_backward(R, cache)
     f = lambda: float((sl.sweep_forward(x, p)[0] * R).sum())
-    np.testing.assert_allclose(dx, _numeric_grad(f, x), atol=1e-8, rtol=1e-6)
+    np.testing.assert_allclose(dx, numeric_gradient(f, x), atol=1e-8, rtol=1e-6)
     assert len(grads) == 18
     for k in range(18):
-        np.testing.assert_allclose(grads[k], _numeric_grad(f, p[k]), atol=1e-8, rtol=1e-6,
+        np.testing.assert_allclose(grads[k], numeric_gradient(f, p[k]), atol=1e-8, rtol=1e-6,
                                    err_msg="parameter blob %d (%s)" % (k, sl.DIRECTIONS[k // 3]))
 
 

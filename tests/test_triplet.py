@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from reid.ops import triplet
+from reid.testing import net_from_prototxt, numeric_gradient
 
 
 def _unit(deg, scale=1.0):
@@ -56,18 +57,6 @@ def test_no_violation_gives_zero_loss_and_gradient():
         assert np.all(g == 0)
 
 
-def _numeric(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        o = x[i]
-        x[i] = o + eps
-        fp = f()
-        x[i] = o - eps
-        fm = f()
-        x[i] = o
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
 
 def test_numerical_gradient():
     rng = np.random.default_rng(3)
@@ -80,7 +69,7 @@ def test_numerical_gradient():
     da, dp, dn = triplet.triplet_backward(cache, dloss=1.7)
     f = lambda: 1.7 * triplet.triplet_forward(a, p, n, margin=m)[0]
     for x, g in ((a, da), (p, dp), (n, dn)):
-        np.testing.assert_allclose(g, _numeric(f, x), atol=1e-8, rtol=1e-6)
+        np.testing.assert_allclose(g, numeric_gradient(f, x), atol=1e-8, rtol=1e-6)
 
 
 def test_bad_shapes_raise():
@@ -110,21 +99,11 @@ layer {{ name: "triplet" type: "Python" bottom: "a" bottom: "p" bottom: "n"
 """
 
 
-def _net(text):
-    import caffe
-    caffe.set_mode_cpu()
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        return caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-
 
 def test_python_layer_through_pycaffe():
     rng = np.random.default_rng(5)
     B, D, m, w = 6, 4, 0.5, 2.0
-    net = _net(NET.format(B=B, D=D, m=m, w=w))
+    net = net_from_prototxt(NET.format(B=B, D=D, m=m, w=w))
     a, p, n = (rng.normal(size=(B, D)).astype(np.float32) for _ in range(3))
     for name, x in zip("apn", (a, p, n)):
         net.blobs[name].data[...] = x

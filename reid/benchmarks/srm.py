@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from reid.testing import net_from_prototxt
 
 DIRECTIONS = ("T+", "T-", "W+", "W-", "H+", "H-")
 
@@ -76,15 +77,6 @@ def lstm6_prototxt(shape, hd):
                  % (k, k, k, _shape((L, lines, C)), _shape((L, lines)), k, k, k, k, hd))
     return text
 
-
-def _net(text):
-    import caffe
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        return caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
 
 
 def _time_once(net):
@@ -149,7 +141,7 @@ def worker(a):
     for label, text in (("native SpatialLSTM (C++)", sweep_prototxt(shape, a.hd, False)),
                         ("Python SpatialLSTMLayer (NumPy)", sweep_prototxt(shape, a.hd, True)),
                         ("Caffe LSTM x6 (permuted volumes)", lstm6_prototxt(shape, a.hd))):
-        net = _net(text)
+        net = net_from_prototxt(text)
         _fill(net, rng)
         runs.append((label, (lambda n: lambda: _time_once(n))(net)))
     runs.append(("its GEMMs alone (NumPy BLAS, bound)", _gemm_floor(shape, a.hd)))

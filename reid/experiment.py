@@ -70,10 +70,17 @@ def train(solver, log_path, max_iter, weights=None, snapshot=None, progress=True
                     continue
             _parse_line(line, log, state, bar, proc, log_path)
     if proc.returncode != 0:
-        tail = open(log_path).read().splitlines()[-25:]
-        raise RuntimeError("caffe train failed (exit %d); last lines of %s:\n%s"
-                           % (proc.returncode, log_path, "\n".join(tail)))
+        raise RuntimeError("caffe train failed (exit %d): %s\n(full log: %s)"
+                           % (proc.returncode, failure_reason(log_path), log_path))
     return log
+
+
+def failure_reason(log_path):
+    """The lines of a Caffe log that say why it stopped: Python errors, glog fatals."""
+    lines = open(log_path).read().splitlines()
+    why = [l for l in lines if re.match(r"^F\d{8} |\w*(Error|Exception): ", l)
+           or "Check failed" in l]
+    return "\n".join(why[-5:] or lines[-10:])
 
 
 def _parse_line(line, log, state, bar, proc, log_path):

@@ -28,6 +28,8 @@
 #   the gtests, the agreement tests CPU against CPU) to check the script and a bundle on a
 #   machine without a GPU; it measures nothing about GPUs.
 set -uo pipefail
+# caffe time / train report at INFO level; a caller (bin/python sets 1) must not hide it
+export GLOG_minloglevel=0
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 NET=${1:-prototxt/gpu_check/all_paper_native.prototxt}

@@ -1,0 +1,136 @@
+"""The demo pipeline end to end at CI size (issue #7): `tools/demo.py --tiny` generates a
+synthetic MARS, prepares it with the real prep tool, trains the small ALL net with
+`bin/caffe train`, evaluates it with the official protocol and writes the reports and plots.
+
+Checks: every output exists and is a readable file; the printed table is results.txt; every
+number in the table equals the JSON number (percent, one decimal) and the CSV number; the
+folder printed last is the output folder; a second run reuses every step; --resume continues
+an interrupted training from its last snapshot. tools/train.py and tools/table2.py (two
+variants) run on the same tiny data. About 30 s on 2 cores.
+"""
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import pytest
+
+from reid.evaluation import report
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_ITERS = 6
+OUTPUTS = ("results.txt", "results.csv", "results.json", "cmc.png", "ranked_list.png",
+           "attention.png", "losses.png", "summary.json", "run/train.log", "run/solver.prototxt",
+           "run/snapshots/snap_iter_%d.caffemodel" % TINY_ITERS, "data/mars/index.json",
+           "data/source/synthetic_meta.json")
+
+
+def run_tool(*args):
+    proc = subprocess.run([str(ROOT / "bin" / "python")] + [str(a) for a in args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    stdout = run_tool("tools/demo.py", "--tiny", "--quiet", "--out", out)
+    return out, stdout
+
+
+def test_every_output_exists(demo):
+    out, stdout = demo
+    for name in OUTPUTS:
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert cv2.imread(str(path)) is not None, name
+    assert Path(stdout.strip().splitlines()[-1]).resolve() == out.resolve()
+    summary = json.loads((out / "summary.json").read_text())
+    for kind, path in summary["outputs"].items():
+        assert (ROOT / path).is_file(), kind
+
+
+def test_table_numbers_equal_json(demo):
+    out, stdout = demo
+    table = (out / "results.txt").read_text()
+    assert table in stdout
+    runs = report.load_json(out / "results.json")
+    assert [r["name"] for r in runs] == ["ALL"]
+    assert runs[0]["meta"]["iterations"] == TINY_ITERS
+    parsed = report.parse_table(table)
+    assert list(parsed) == ["ALL"]
+    results = runs[0]["results"]
+    assert {r["protocol"] for r in results} == {"mars_official", "mars_common"}
+    for res in results:
+        cells = parsed["ALL"][report.group_title(res)]
+        want = [f"{100 * res['ranks'][k]:.1f}" for k in ("1", "5", "10", "20")]
+        want.append(f"{100 * res['mAP']:.1f}")
+        assert cells == want, (report.group_title(res), cells, want)
+    with open(out / "results.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] in ("rank", "mAP")]
+    by_key = {(r["protocol"], r["metric"], r["rank"]): float(r["value"]) for r in rows}
+    for res in results:
+        assert by_key[(res["protocol"], "mAP", "")] == pytest.approx(res["mAP"])
+        for k, v in res["ranks"].items():
+            assert by_key[(res["protocol"], "rank", k)] == pytest.approx(v)
+
+
+def test_second_run_reuses_every_step(demo):
+    out, _ = demo
+    model = out / "run" / "snapshots" / ("snap_iter_%d.caffemodel" % TINY_ITERS)
+    before = model.stat().st_mtime_ns
+    stdout = run_tool("tools/demo.py", "--tiny", "--quiet", "--out", out)
+    assert "reusing" in stdout and "reusing the finished training" in stdout
+    assert model.stat().st_mtime_ns == before
+    assert (out / "results.txt").read_text() in stdout
+
+
+def test_resume_continues_from_last_snapshot(tmp_path):
+    out = tmp_path / "out"
+    run_tool("tools/demo.py", "--tiny", "--quiet", "--out", out, "--until", "train")
+    snaps = out / "run" / "snapshots"
+    for ext in ("caffemodel", "solverstate"):          # as if stopped before the end
+        (snaps / ("snap_iter_%d.%s" % (TINY_ITERS, ext))).unlink()
+    last = max(int(p.stem.rsplit("_", 1)[1]) for p in snaps.glob("*.solverstate"))
+    assert last < TINY_ITERS
+    stdout = run_tool("tools/demo.py", "--tiny", "--quiet", "--out", out, "--resume",
+                      "--until", "train")
+    assert "resuming from iteration %d" % last in stdout
+    assert (snaps / ("snap_iter_%d.caffemodel" % TINY_ITERS)).is_file()
+    assert sorted(p.name for p in (out / "run").glob("train.log*")) == ["train.log",
+                                                                         "train.log.1"]
+    text = (out / "run" / "train.log").read_text()
+    assert "Resuming from" in text and "Iteration %d" % last in text
+    assert not (out / "results.json").exists()           # --until train stops there
+
+
+def test_train_tool_writes_log_and_loss_plot(demo, tmp_path):
+    out, _ = demo
+    log = tmp_path / "logs" / "train.log"
+    run_tool("tools/train.py", out / "run" / "solver.prototxt", "--quiet", "--log", log)
+    assert "Optimization Done" in log.read_text()
+    assert cv2.imread(str(tmp_path / "logs" / "train_losses.png")) is not None
+
+
+def test_table2_two_variants(demo, tmp_path):
+    out = tmp_path / "t2"
+    stdout = run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out,
+                      "--variants", "cnn,all")
+    parsed = report.parse_table((out / "table2.txt").read_text())
+    assert list(parsed) == ["CNN", "ALL"]
+    runs = report.load_json(out / "table2.json")
+    for run in runs:
+        res = run["results"][0]
+        assert parsed[run["name"]][report.group_title(res)][0] == f"{100 * res['ranks']['1']:.1f}"
+    for name in ("table2_cmc.png", "table2_cmc_common.png", "table2_diagnostics.txt",
+                 "cnn/results.json", "all/attention.png"):
+        assert (out / name).is_file(), name
+    assert "attention" not in os.listdir(out / "cnn")
+    again = run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out,
+                     "--variants", "cnn,all")
+    assert again.count("reusing") >= 3          # data, prep and both variants
+    assert (out / "table2.txt").read_text() in again

@@ -108,7 +108,7 @@ def synthetic_argv(source, settings):
     return argv
 
 
-def prepare_data(data_dir, settings, steps, fresh=False, progress=True):
+def prepare_data(data_dir, settings, steps, progress=True):
     """Steps 1-2: generate the synthetic MARS layout and prepare it with the real tools
     (reid.datasets.cli, what data_prep/make_synthetic.py and prep_mars.py run); both are
     reused when data_dir already holds them for the same settings. Returns the prepared
@@ -117,7 +117,7 @@ def prepare_data(data_dir, settings, steps, fresh=False, progress=True):
     data_dir = Path(data_dir)
     source, prepared = data_dir / "source", data_dir / "mars"
     stamp = data_dir / "settings.json"
-    same = (not fresh and stamp.is_file() and json.loads(stamp.read_text()) == settings)
+    same = stamp.is_file() and json.loads(stamp.read_text()) == settings
     argv = synthetic_argv(source, settings)
     steps.start("generate", "synthetic MARS-layout dataset (%s)" % ", ".join(
         "%s=%s" % kv for kv in sorted(settings.items())),
@@ -130,8 +130,11 @@ def prepare_data(data_dir, settings, steps, fresh=False, progress=True):
             stamp.unlink()
         if prepared.exists():
             shutil.rmtree(prepared)
-        if synthetic_main(argv) != 0:
-            raise DemoError("generating %s failed" % source)
+        try:
+            if synthetic_main(argv) != 0:
+                raise DemoError("generating %s failed" % source)
+        except ValueError as e:                 # bad settings, e.g. too few identities
+            raise DemoError("generating %s: %s" % (source, e)) from None
         stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
     steps.start("prep", "frame LMDB + tracklet index with the MARS prep tool",
                 "bin/python data_prep/prep_mars.py %s %s" % (rel(source), rel(prepared)))
@@ -212,7 +215,7 @@ def train_logs(run_dir):
     return parts + ([last] if os.path.isfile(last) else [])
 
 
-def write_run_nets(cfg, run_dir, iters, lr, steps, fresh=False):
+def write_run_nets(cfg, run_dir, iters, lr, steps):
     """Step 3: the run's prototxts; an old run of other settings is cleared first."""
     run_dir = Path(run_dir)
     settings = {"variant": cfg.variant.name, "size": cfg.size.name, "seed": cfg.seed,
@@ -222,9 +225,9 @@ def write_run_nets(cfg, run_dir, iters, lr, steps, fresh=False):
     v = cfg.variant
     steps.start("nets", "small %s net (temporal %s, metric %s), B = %d triplets, seed %d" % (
         TABLE2_LABELS[v.name], v.temporal, v.metric or "none", cfg.batch_triplets, cfg.seed))
-    if run_dir.exists() and (fresh or not stamp.is_file()
+    if run_dir.exists() and (not stamp.is_file()
                              or json.loads(stamp.read_text()) != settings):
-        if stamp.is_file() or fresh:
+        if stamp.is_file():
             steps.note("settings changed: clearing the old run in %s" % rel(run_dir))
         shutil.rmtree(run_dir)
     nets = experiment.write_nets(cfg, str(run_dir), schedule(iters, lr))
@@ -396,6 +399,19 @@ def write_outputs(out_dir, name, scored, dataset, log, cfg, meta, degraded=None,
     return run, paths
 
 
+def clear_output(out, marks=("data/settings.json", "run/run.json", "summary.json",
+                                "table2_settings.json")):
+    """--fresh: delete an output folder, but only one that this tool wrote (never, say, a
+    checkout passed as --out by mistake)."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not any((out / m).exists() for m in marks) or (out / ".git").exists():
+        raise SystemExit("--fresh: %s does not look like an output folder of tools/demo.py "
+                         "or tools/table2.py; delete it yourself" % out)
+    shutil.rmtree(out)
+
+
 # ---- the demo ---------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -441,8 +457,8 @@ def main(argv=None):
     if a.tiny:
         settings["max_len"] = TINY["max_len"]
     out = a.out.resolve()
-    if a.fresh and out.exists():
-        shutil.rmtree(out)
+    if a.fresh:
+        clear_output(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not a.quiet
     steps = Steps()

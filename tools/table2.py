@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -142,8 +141,8 @@ def main(argv=None):
     a = parse_args(argv)
     s = sizes(a)
     out = a.out.resolve()
-    if a.fresh and out.exists():
-        shutil.rmtree(out)
+    if a.fresh:
+        demo.clear_output(out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not a.quiet
     t0 = time.time()

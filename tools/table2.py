@@ -165,8 +165,9 @@ def main(argv=None):
     from reid.datasets import open_dataset
     with open_dataset(prepared) as ds:
         chance = demo.chance_rank1(ds)
-    title = ("Table 2 (small nets, synthetic MARS: %d identities, %d iterations, seed %d)"
-             % (s["identities"], s["iters"], a.seed))
+    title = ("Table 2 (small nets, synthetic MARS: %d identities%s, %d iterations, seed %d)"
+             % (s["identities"], "" if a.degrade_prob is None else
+                ", %.0f %% degraded frames" % (100 * a.degrade_prob), s["iters"], a.seed))
     paths = report.write_reports(runs, out, "table2", title=title)
     for protocol, suffix in ((protocols.MARS_OFFICIAL, ""), (protocols.MARS_COMMON, "_common")):
         paths["cmc" + suffix] = plots.plot_cmc(

@@ -35,13 +35,12 @@ as float, and optionally the chosen negatives' labels (B,).
 
 param_str (json): {"mode": "hard" | "semihard" | "random", "seed": int or null}.
 """
-import json
 
 import caffe
 import numpy as np
 
 from reid import mining
-from python_layers.params import blob_list, report_errors
+from python_layers.params import blob_list, parse_params, report_errors
 
 
 @report_errors
@@ -49,16 +48,12 @@ class PairMiningLayer(caffe.Layer):
     """In-batch negative mining for the triplet loss and the SRM pairs (paper 4.2)."""
 
     def setup(self, bottom, top):
-        p = json.loads(self.param_str) if self.param_str and self.param_str.strip() else {}
-        unknown = set(p) - {"mode", "seed"}
-        if unknown:
-            raise ValueError("PairMiningLayer param_str: unknown keys %s (known: mode, seed)"
-                             % sorted(unknown))
-        self.mode = p.get("mode", "hard")
+        p = parse_params(self, {"mode": "hard", "seed": None})
+        self.mode = p["mode"]
         if self.mode not in mining.MODES:
             raise ValueError("PairMiningLayer param_str: mode %r is not one of %s"
                              % (self.mode, mining.MODES))
-        self.rng = np.random.default_rng(p.get("seed"))
+        self.rng = np.random.default_rng(p["seed"])
         if len(bottom) not in (4, 6):
             raise ValueError("PairMiningLayer needs bottoms F_anchor, F_positive, F_negative and "
                              "labels (one (3B,) bottom or three (B,) bottoms); got %d bottoms"

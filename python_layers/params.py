@@ -2,20 +2,24 @@
 import yaml
 
 
-def parse_params(layer, defaults):
-    """Merge the layer's param_str over `defaults`; unknown keys are an error naming the layer."""
-    text = (layer.param_str or "").strip()
+def parse_param_str(text, defaults, owner):
+    """Merge a param_str (JSON or YAML mapping) over `defaults`; errors name `owner`."""
+    text = (text or "").strip()
     given = yaml.safe_load(text) if text else {}
     if not isinstance(given, dict):
-        raise ValueError("python layer %r: param_str must be a mapping, got %r"
-                         % (layer.__class__.__name__, text))
+        raise ValueError("%s param_str: must be a mapping, got %r" % (owner, text))
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError("python layer %r: unknown parameter(s) %s in param_str; known: %s"
-                         % (layer.__class__.__name__, unknown, sorted(defaults)))
+        raise ValueError("%s param_str: unknown keys %s (known: %s)"
+                         % (owner, unknown, sorted(defaults)))
     params = dict(defaults)
     params.update(given)
     return params
+
+
+def parse_params(layer, defaults):
+    """The Python layer's param_str merged over `defaults` (see parse_param_str)."""
+    return parse_param_str(layer.param_str, defaults, layer.__class__.__name__)
 
 
 def blob_list(blobs):

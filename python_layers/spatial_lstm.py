@@ -22,23 +22,19 @@ param_str (json, all optional but num_output):
 Bottom (N, C, T, H, W); top (N, 6*Hd, T, H, W). The math lives in reid.ops.spatial_lstm.
 Parameter gradients are accumulated into the blobs' diffs, as Caffe's layers do.
 """
-import json
 
 import caffe
 import numpy as np
 
 from reid.ops import spatial_lstm as ops
-from python_layers.params import report_errors
+from python_layers.params import parse_param_str, report_errors
 
 
 def parse_params(param_str):
     """The layer's options from its param_str (json; empty means defaults)."""
-    p = json.loads(param_str) if param_str and param_str.strip() else {}
-    known = {"num_output", "weight_filler", "weight_std", "bias_filler", "seed"}
-    unknown = set(p) - known
-    if unknown:
-        raise ValueError("SpatialLSTMLayer param_str: unknown keys %s (known: %s)"
-                         % (sorted(unknown), sorted(known)))
+    p = {k: v for k, v in parse_param_str(param_str, dict.fromkeys(
+        ("num_output", "weight_filler", "weight_std", "bias_filler", "seed")),
+        "SpatialLSTMLayer").items() if v is not None}
     if "weight_std" in p:
         if "weight_filler" in p:
             raise ValueError("SpatialLSTMLayer param_str: give weight_filler or weight_std, not both")

@@ -17,13 +17,12 @@ loss and, optionally, the fraction of the B triplets that violate the margin (a 
 it loss_weight 0). Python layers are not loss layers by type, so the prototxt must give the
 first top ``loss_weight: 1`` (Caffe then puts the weight into its diff, used by backward).
 """
-import json
 
 import caffe
 import numpy as np
 
 from reid.ops import triplet
-from python_layers.params import blob_list, report_errors
+from python_layers.params import blob_list, parse_params, report_errors
 
 
 @report_errors
@@ -31,12 +30,7 @@ class TripletLossLayer(caffe.Layer):
     """Triplet loss with margin on L2-normalised features (paper 3.2)."""
 
     def setup(self, bottom, top):
-        p = json.loads(self.param_str) if self.param_str and self.param_str.strip() else {}
-        unknown = set(p) - {"margin"}
-        if unknown:
-            raise ValueError("TripletLossLayer param_str: unknown keys %s (known: margin)"
-                             % sorted(unknown))
-        self.margin = float(p.get("margin", triplet.DEFAULT_MARGIN))
+        self.margin = float(parse_params(self, {"margin": triplet.DEFAULT_MARGIN})["margin"])
         if len(bottom) != 3:
             raise ValueError("TripletLossLayer needs 3 bottoms (anchor, positive, negative), got %d"
                              % len(bottom))

@@ -8,17 +8,15 @@
   with the same weights (forward and backward).
 - The native gtest binary (numerical gradients of the C++ layer) passes.
 """
-import os
 import subprocess
-import tempfile
 
 import numpy as np
 import pytest
 
 from reid.ops import spatial_lstm as sl
-from reid.testing import numeric_gradient
+from reid.benchmarks.srm import _shape, sweep_prototxt
+from reid.testing import gtest_binary, net_from_prototxt, numeric_gradient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (N, C, T, H, W): non-square, sizes of 1 on each axis, N = 1
 SHAPES = [(2, 3, 3, 2, 4), (1, 2, 1, 3, 2), (1, 2, 3, 1, 2), (1, 2, 2, 3, 1), (1, 1, 2, 2, 2),
           (1, 1, 1, 1, 1)]
@@ -129,35 +127,9 @@ def test_bad_params_raise():
 
 # ---- pycaffe: Python layer vs native layer, and Caffe's own LSTM ---------------------------
 
-def _net(text, weights=None):
-    import caffe
-    caffe.set_mode_cpu()
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        if weights:
-            return caffe.Net(f.name, caffe.TEST, weights=weights)
-        return caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-
-
-def _shape(dims):
-    return "shape { %s }" % " ".join("dim: %d" % d for d in dims)
-
-
 def sweep_net(shape, hd, python):
-    head = ('force_backward: true\n'
-            'layer { name: "in" type: "Input" top: "x" input_param { %s } }\n' % _shape(shape))
-    if python:
-        layer = ('layer { name: "sweep" type: "Python" bottom: "x" top: "y" python_param { '
-                 'module: "python_layers.spatial_lstm" layer: "SpatialLSTMLayer" '
-                 "param_str: '{\"num_output\": %d, \"seed\": 3}' } }" % hd)
-    else:
-        layer = ('layer { name: "sweep" type: "SpatialLSTM" bottom: "x" top: "y" spatial_lstm_param { '
-                 'num_output: %d weight_filler { type: "gaussian" std: 0.4 } '
-                 'bias_filler { type: "gaussian" std: 0.2 } } }' % hd)
-    return head + layer
+    return sweep_prototxt(shape, hd, python, python_params={"seed": 3}, native_params=(
+        'weight_filler { type: "gaussian" std: 0.4 } bias_filler { type: "gaussian" std: 0.2 }'))
 
 
 def _run(net, x, dy):
@@ -174,8 +146,8 @@ def _run(net, x, dy):
 @pytest.mark.parametrize("shape", [(2, 3, 3, 2, 4), (1, 2, 1, 3, 1), (1, 1, 1, 1, 1)])
 def test_python_layer_equals_native_layer(shape):
     hd = 3
-    native = _net(sweep_net(shape, hd, python=False))
-    py = _net(sweep_net(shape, hd, python=True))
+    native = net_from_prototxt(sweep_net(shape, hd, python=False))
+    py = net_from_prototxt(sweep_net(shape, hd, python=True))
     assert len(native.params["sweep"]) == len(py.params["sweep"]) == 18
     for a, b in zip(native.params["sweep"], py.params["sweep"]):
         assert a.data.shape == b.data.shape
@@ -197,10 +169,10 @@ def test_python_layer_equals_native_layer(shape):
 
 def test_weights_move_between_python_and_native(tmp_path):
     shape, hd = (1, 2, 2, 3, 2), 2
-    native = _net(sweep_net(shape, hd, python=False))
+    native = net_from_prototxt(sweep_net(shape, hd, python=False))
     path = str(tmp_path / "native.caffemodel")
     native.save(path)
-    py = _net(sweep_net(shape, hd, python=True), weights=path)
+    py = net_from_prototxt(sweep_net(shape, hd, python=True), weights=path)
     for a, b in zip(native.params["sweep"], py.params["sweep"]):
         np.testing.assert_array_equal(a.data, b.data)
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
@@ -212,7 +184,7 @@ def test_weights_move_between_python_and_native(tmp_path):
         b.data[...] *= -1
     path2 = str(tmp_path / "python.caffemodel")
     py.save(path2)
-    native2 = _net(sweep_net(shape, hd, python=False), weights=path2)
+    native2 = net_from_prototxt(sweep_net(shape, hd, python=False), weights=path2)
     for a, b in zip(native2.params["sweep"], py.params["sweep"]):
         np.testing.assert_array_equal(a.data, b.data)
 
@@ -246,7 +218,7 @@ def _permute(v, direction):
 def test_each_direction_equals_caffe_lstm(shape):
     hd = 4
     N, C = shape[:2]
-    native = _net(sweep_net(shape, hd, python=False))
+    native = net_from_prototxt(sweep_net(shape, hd, python=False))
     rng = np.random.default_rng(11)
     x = rng.normal(size=shape).astype(np.float32)
     for d, direction in enumerate(sl.DIRECTIONS):
@@ -255,7 +227,7 @@ def test_each_direction_equals_caffe_lstm(shape):
         y, dx, grads = _run(native, x, dy)
         xl = _permute(x, direction)
         L, lines = xl.shape[:2]
-        lstm = _net(lstm_net(L, lines, C, hd))
+        lstm = net_from_prototxt(lstm_net(L, lines, C, hd))
         for k in range(3):
             lstm.params["lstm"][k].data[...] = native.params["sweep"][3 * d + k].data
             lstm.params["lstm"][k].diff[...] = 0
@@ -278,9 +250,7 @@ def test_each_direction_equals_caffe_lstm(shape):
 # ---- the native gtest binary -----------------------------------------------------------
 
 def test_native_gtest_passes():
-    with open(os.path.join(ROOT, ".caffe", "cpu", "share", "reid", "gtest_path")) as f:
-        binary = f.read().strip()
-    r = subprocess.run([binary, "--gtest_filter=*SpatialLSTM*"], capture_output=True, text=True,
+    r = subprocess.run([gtest_binary(), "--gtest_filter=*SpatialLSTM*"], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "[  PASSED  ]" in r.stdout and "SpatialLSTM" in r.stdout

@@ -50,15 +50,18 @@ def _shape(dims):
     return "shape { %s }" % " ".join("dim: %d" % d for d in dims)
 
 
-def sweep_prototxt(shape, hd, python):
+def sweep_prototxt(shape, hd, python, python_params=None, native_params=""):
+    """A net of one sweep layer on an Input x of `shape`; extra Python param_str keys or
+    native spatial_lstm_param text (e.g. fillers) may be given."""
     head = ('force_backward: true\n'
             'layer { name: "in" type: "Input" top: "x" input_param { %s } }\n' % _shape(shape))
     if python:
+        params = json.dumps(dict({"num_output": hd}, **(python_params or {})))
         return head + ('layer { name: "sweep" type: "Python" bottom: "x" top: "y" python_param { '
                        'module: "python_layers.spatial_lstm" layer: "SpatialLSTMLayer" '
-                       "param_str: '{\"num_output\": %d}' } }\n" % hd)
+                       "param_str: '%s' } }\n" % params)
     return head + ('layer { name: "sweep" type: "SpatialLSTM" bottom: "x" top: "y" '
-                   "spatial_lstm_param { num_output: %d } }\n" % hd)
+                   "spatial_lstm_param { num_output: %d %s } }\n" % (hd, native_params))
 
 
 def lstm6_prototxt(shape, hd):

@@ -114,7 +114,8 @@ def train(solver, log_path, max_iter, weights=None, snapshot=None, progress=True
                     time.sleep(0.2)
                     continue
             it, out = _reading(line, it)
-            bar.update(max(0, it - bar.n))
+            if it > bar.n:
+                bar.update(it - bar.n)
             if out:
                 _record(log, it, out, proc, log_path)
     if proc.returncode != 0:

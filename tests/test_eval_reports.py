@@ -221,7 +221,7 @@ def test_loss_plot_mean_over_raw_and_chance_line(tmp_path):
     ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
     raw = log.outputs["metric_loss"]
     assert any(np.array_equal(y, raw) for y in ys)                        # faint raw values
-    mean = plots.running_mean(raw, len(raw) // 15)
+    mean = plots.running_mean(raw, len(raw) // 10)
     assert any(y.shape == mean.shape and np.allclose(y, mean) for y in ys)
     assert any(np.allclose(y, np.log(2)) for y in ys if y.size == 2)     # chance ln 2
     assert not any(np.array_equal(y, log.outputs["metric_accuracy"]) for y in ys)

@@ -257,7 +257,7 @@ def running_mean(values, window):
 
 def plot_losses(log, path, title=None):
     """Training losses of a reid.run.TrainLog: the raw readings faint, their running mean
-    (over ~1/15 of the run) on top, and ln 2 -- the metric loss of a metric net that cannot
+    (over ~1/10 of the run) on top, and ln 2 -- the metric loss of a metric net that cannot
     tell same from different pairs (softmax 1/2 on balanced pairs) -- as a line, so that a
     branch that learns nothing shows at a glance. Returns the PNG path."""
     return _save(loss_figure(log, title), path)
@@ -271,7 +271,7 @@ def loss_figure(log, title=None):
     for name, values in losses.items():
         x = log.iterations[:len(values)]
         line, = ax.plot(x, values, alpha=0.25, lw=0.8)
-        ax.plot(x, running_mean(values, max(1, len(values) // 15)), color=line.get_color(),
+        ax.plot(x, running_mean(values, max(1, len(values) // 10)), color=line.get_color(),
                 label="%s (running mean)" % name)
     if "metric_loss" in losses:
         ax.axhline(np.log(2), color="grey", ls="--", lw=1, label="chance: ln 2 (metric loss)")

@@ -3,15 +3,15 @@
 K = gallery size must give exactly the brute-force ranking by S (ties included); K smaller
 must only reorder the top K of the ranking by d.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reid.datasets.reference import mars_kit_info_dir
 from reid.evaluation import protocols as P
 from reid.evaluation import rerank as R
 
-MARS_INFO = Path("/work/shared/datasets/mars/info")
+MARS_INFO = mars_kit_info_dir()
 
 
 def tied_case(seed, n_q=40, n_g=90):

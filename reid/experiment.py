@@ -143,7 +143,7 @@ def evaluate_two_camera(dataset, cfg, nets, weights, k=100, lam=1.0, splits=None
     return scored.results, scored.meta, scored.features
 
 
-# ---- scoring, shared by evaluate*, tools/evaluate.py and the tests (paper 4.1, DESIGN.md 5)
+# ---- scoring, shared by evaluate*, tools/evaluate.py and the tests (paper 4.1, docs/DESIGN.md §5)
 SPLIT_FIELD = "{split}"
 THUMB_SIZE = (128, 64)          # frames of the figures are read at this (H, W)
 
@@ -308,7 +308,7 @@ def score_two_camera(dataset, label, models, k=100, lam=1.0, splits=None, chunks
     return Scored([result], meta, first[0], first[1], entries)
 
 
-# ---- figures of an evaluation (DESIGN.md 5: Fig. 9, 10, 1) ---------------------------------
+# ---- figures of an evaluation (docs/DESIGN.md §5: Fig. 9, 10, 1) ---------------------------------
 def default_show(scored, n=4):
     """n queries of the first list, evenly spread (tracklet ids)."""
     q = scored.lists[0]["query"]

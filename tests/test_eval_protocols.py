@@ -1,4 +1,4 @@
-"""Evaluation protocols (reid/evaluation/protocols.py; DESIGN.md 5, paper 4.1).
+"""Evaluation protocols (reid/evaluation/protocols.py; docs/DESIGN.md §5, paper 4.1).
 
 Hand-computed MARS cases (junk, distractors, a query with no match, ties), a literal
 transcription of the kit's compute_AP.m as reference, the real MARS test structure

@@ -1,4 +1,4 @@
-"""Top-K re-scoring with paper eq. 2 (reid/evaluation/rerank.py; DESIGN.md 1.3).
+"""Top-K re-scoring with paper eq. 2 (reid/evaluation/rerank.py; docs/DESIGN.md §1.3).
 
 K = gallery size must give exactly the brute-force ranking by S (ties included); K smaller
 must only reorder the top K of the ranking by d.

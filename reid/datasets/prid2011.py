@@ -1,4 +1,4 @@
-"""PRID2011 (multi-shot) layout parser (DESIGN.md section 4).
+"""PRID2011 (multi-shot) layout parser (docs/DESIGN.md §4).
 
     SRC/prid_2011/multi_shot/cam_a/person_0001/0001.png       (cam_b/... likewise)
     splits json: [{'train': ['person_0001', ...], 'test': [...]}, ...] x 10 (89/89 persons)

@@ -1,8 +1,8 @@
 """Synthetic video re-id data written in the official MARS / iLIDS-VID / PRID2011 layouts.
 
 The tests and the demo run the real prep code (mars.py, ilidsvid.py, prid2011.py) on these
-folders, so the generator writes exactly what those datasets distribute (DESIGN.md
-section 4): images, name lists, .mat tables (same variable names, shapes and dtypes as the
+folders, so the generator writes exactly what those datasets distribute (docs/DESIGN.md
+§4): images, name lists, .mat tables (same variable names, shapes and dtypes as the
 real ones in reid/datasets/reference/mars_info), split files. It also writes
 `synthetic_meta.json` (ground truth: identities, cameras, every tracklet's files and frame
 numbers in order, and which frames were degraded and how).

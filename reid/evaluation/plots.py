@@ -1,4 +1,4 @@
-"""Figures of the evaluation (DESIGN.md section 5): CMC curves (paper Fig. 9), ranked lists
+"""Figures of the evaluation (docs/DESIGN.md §5): CMC curves (paper Fig. 9), ranked lists
 (Fig. 10), temporal attention weights (Fig. 1).
 
 matplotlib is used through its Agg canvas directly (no pyplot, no global backend switch).

@@ -1,4 +1,4 @@
-"""Prep tools on small generated datasets of each official layout (issue #4, docs/DESIGN.md §4).
+"""Prep tools on small generated datasets of each official layout (docs/DESIGN.md §4).
 
 Checks counts, identities, cameras, splits, query/gallery roles and frame order of the
 prepared LMDB + index against the ground truth the generator wrote (synthetic_meta.json),

@@ -1,4 +1,4 @@
-"""Benchmark of the evaluation protocols at MARS scale (docs/DESIGN.md §5; issue #6 target: CMC +
+"""Benchmark of the evaluation protocols at MARS scale (docs/DESIGN.md §5; target: CMC +
 mAP of the MARS official protocol from a precomputed 1,980 x 12,180 distance matrix in under
 2 s on 2 cores).
 

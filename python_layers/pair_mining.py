@@ -1,4 +1,4 @@
-"""PairMiningLayer: choose each anchor's negative inside the batch (paper 4.2, DESIGN.md 1.3).
+"""PairMiningLayer: choose each anchor's negative inside the batch (paper 4.2, docs/DESIGN.md §1.3).
 
 The pool is the batch's 3B sequences in the order [anchors; positives; negatives] (pool
 index k = anchor k, B + k = positive k, 2B + k = the sampled negative k). For every anchor

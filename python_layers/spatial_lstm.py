@@ -1,6 +1,6 @@
 """SpatialLSTMLayer: the SRM's six-direction spatial LSTM sweep as a Caffe Python layer.
 
-Paper 3.3, Fig. 5-7; DESIGN.md 1.2 and 2. The readable NumPy reference of the native
+Paper 3.3, Fig. 5-7; docs/DESIGN.md §1.2 and §2. The readable NumPy reference of the native
 "SpatialLSTM" layer, with the same semantics and the same 18 parameter blobs
 (direction-major [W_xc (4Hd, C), b_c (4Hd), W_hc (4Hd, Hd)] for T+, T-, W+, W-, H+, H-),
 so a caffemodel trained with one loads into the other (same layer name).

@@ -1,4 +1,4 @@
-"""TripletLossLayer: the triplet loss on the TAM features F (paper 3.2, DESIGN.md 1.3).
+"""TripletLossLayer: the triplet loss on the TAM features F (paper 3.2, docs/DESIGN.md §1.3).
 
 Features are L2-normalised, compared by plain Euclidean distance, and the loss is averaged
 over the triplets that violate the margin (reid.ops.triplet has the exact definition).

@@ -1,4 +1,4 @@
-"""Negative mining for the joint triplet and SRM losses (paper 4.2, ref. [24] FaceNet; DESIGN.md 1.3).
+"""Negative mining for the joint triplet and SRM losses (paper 4.2, ref. [24] FaceNet; docs/DESIGN.md §1.3).
 
 Within a batch, each anchor's negative for both the triplet loss and the SRM's
 (anchor, negative) pair is chosen among the batch's sequences of other identities (the

@@ -1,4 +1,4 @@
-"""Bad input to the prep tools and the reader (issue #4): clear messages naming the file,
+"""Bad input to the prep tools and the reader: clear messages naming the file,
 corrupt frames reported and skipped (never silently), atomic and re-runnable builds."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""MARS prep index logic on the REAL evaluation-kit tables (/work/shared/datasets/mars/info).
+"""MARS prep index logic on the REAL evaluation-kit tables (reid/datasets/reference/mars_info).
 
 The kit's name lists are not distributed here, so they are synthesised to match the real
 track tables row for row (<pid>C<cam>T<tracklet>F<frame>.jpg); no image is written. This
@@ -6,7 +6,6 @@ checks the parser and the index against the real structure: 8,298 train / 12,180
 tracklets, 625 train identities, 1,980 queries, distractors and junk.
 """
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ import scipy.io
 from reid.datasets import LayoutError
 from reid.datasets.index import TrackletIndex, frame_key
 from reid.datasets.mars import mars_name, parse_mars
+from reid.datasets.reference import MARS_KIT_FILES, mars_kit_info_dir
 
-REAL = Path('/work/shared/datasets/mars/info')
+REAL = mars_kit_info_dir()
 
 
 def _tables():
@@ -45,7 +45,7 @@ def real(tmp_path_factory):
     tr, te, q = _tables()
     for split, table in (('train', tr), ('test', te)):
         (root / 'info' / f'{split}_name.txt').write_text('\n'.join(_names_for(table, rng)) + '\n')
-    for f in ('tracks_train_info.mat', 'tracks_test_info.mat', 'query_IDX.mat'):
+    for f in MARS_KIT_FILES:
         shutil.copy(REAL / f, root / 'info' / f)
     src = parse_mars(root, require_images=False)
     return root, src, TrackletIndex.from_source(src), (tr, te, q)

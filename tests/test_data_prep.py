@@ -1,4 +1,4 @@
-"""Prep tools on small generated datasets of each official layout (issue #4, DESIGN.md 4).
+"""Prep tools on small generated datasets of each official layout (docs/DESIGN.md §4).
 
 Checks counts, identities, cameras, splits, query/gallery roles and frame order of the
 prepared LMDB + index against the ground truth the generator wrote (synthetic_meta.json),
@@ -18,10 +18,11 @@ from reid.datasets import open_dataset
 from reid.datasets import ilidsvid, mars, prid2011
 from reid.datasets.index import frame_key
 from reid.datasets.lmdb_store import parse_datum
+from reid.datasets.reference import prid2011_splits_path
 from reid.datasets.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_PRID_SPLITS = ROOT / 'data_prep' / 'splits_prid2011.json'
+REAL_PRID_SPLITS = prid2011_splits_path()
 SMALL = dict(min_len=3, max_len=9, height=64, width=32)
 
 
@@ -164,7 +165,7 @@ def test_prid_with_the_real_splits_file(tmp_path):
     src = tmp_path / 'src'
     generate(src, layout='prid2011', identities=200, extra_persons=2, prid_splits=splits,
              min_len=2, max_len=3, height=32, width=16, short_prob=0, seed=1)
-    # CLI with its default splits file (data_prep/splits_prid2011.json).
+    # CLI with its default splits file (reid/datasets/reference/splits_prid2011.json).
     r = subprocess.run([sys.executable, str(ROOT / 'data_prep' / 'prep_prid2011.py'), str(src),
                         str(tmp_path / 'out'), '--no-progress'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

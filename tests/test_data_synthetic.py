@@ -13,10 +13,11 @@ import pytest
 import scipy.io
 
 from reid.datasets import ilidsvid, mars
+from reid.datasets.reference import mars_kit_info_dir, prid2011_splits_path
 from reid.datasets.synthetic import DEGRADATIONS, draw_person, generate, load_meta, random_identity
 
-REAL_MARS = Path('/work/shared/datasets/mars/info')
-REAL_PRID = Path(__file__).resolve().parents[1] / 'data_prep' / 'splits_prid2011.json'
+REAL_MARS = mars_kit_info_dir()
+REAL_PRID = prid2011_splits_path()
 TINY = dict(identities=6, min_len=3, max_len=6, height=32, width=16)
 
 

@@ -1,4 +1,4 @@
-"""The demo pipeline end to end at CI size (issue #7): `tools/demo.py --tiny` generates a
+"""The demo pipeline end to end at CI size: `tools/demo.py --tiny` generates a
 synthetic MARS, prepares it with the real prep tool, trains the small ALL net with
 `bin/caffe train`, evaluates it with the official protocol and writes the reports and plots.
 

@@ -1,4 +1,4 @@
-"""tools/evaluate.py end to end (DESIGN.md 1.3, 5): a tiny synthetic MARS dataset, the small
+"""tools/evaluate.py end to end (docs/DESIGN.md §1.3, §5): a tiny synthetic MARS dataset, the small
 ALL net trained for a few iterations by reid.run, then the tool: every output exists,
 the table shows the JSON numbers, the JSON numbers are those of a brute-force eq. 2 ranking
 computed here, and bad inputs (a caffemodel of another variant, missing files or splits)

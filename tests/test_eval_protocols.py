@@ -1,23 +1,23 @@
-"""Evaluation protocols (reid/evaluation/protocols.py; DESIGN.md 5, paper 4.1).
+"""Evaluation protocols (reid/evaluation/protocols.py; docs/DESIGN.md §5, paper 4.1).
 
 Hand-computed MARS cases (junk, distractors, a query with no match, ties), a literal
 transcription of the kit's compute_AP.m as reference, the real MARS test structure
-(/work/shared/datasets/mars/info) with synthetic features whose answer is known, and the
+(reid/datasets/reference/mars_info) with synthetic features whose answer is known, and the
 iLIDS-VID / PRID2011 split averaging.
 """
 import contextlib
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reid.datasets.reference import mars_kit_info_dir, prid2011_splits_path
 from reid.evaluation import protocols as P
 from reid.evaluation.rerank import Ranking, euclidean_distance
 
-MARS_INFO = Path("/work/shared/datasets/mars/info")
-PRID_SPLITS = Path("/work/shared/datasets/prid2011/splits_prid2011.json")
+MARS_INFO = mars_kit_info_dir()
+PRID_SPLITS = prid2011_splits_path()
 
 
 # ----------------------------------------------------------------------------- hand cases

@@ -1,19 +1,19 @@
-"""Top-K re-scoring with paper eq. 2 (reid/evaluation/rerank.py; DESIGN.md 1.3).
+"""Top-K re-scoring with paper eq. 2 (reid/evaluation/rerank.py; docs/DESIGN.md §1.3).
 
 K = gallery size must give exactly the brute-force ranking by S (ties included); K smaller
 must only reorder the top K of the ranking by d.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reid.datasets.reference import mars_kit_info_dir
 from reid.evaluation import protocols as P
 from reid.evaluation import rerank as R
 from reid.evaluation.score import rank_variant
 from reid.nets.config import VARIANTS
 
-MARS_INFO = Path("/work/shared/datasets/mars/info")
+MARS_INFO = mars_kit_info_dir()
 
 
 def tied_case(seed, n_q=40, n_g=90):

@@ -1,4 +1,4 @@
-"""The CUDA build of the native layers (issue #8; DESIGN.md section 3).
+"""The CUDA build of the native layers (docs/DESIGN.md §3).
 
 With a GPU: every native gtest on both devices (GradientChecker on the GPU too) and each
 layer's GPU pass against its CPU pass (native/src/caffe/test/test_gpu_cpu_agreement.cpp).

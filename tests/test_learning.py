@@ -1,4 +1,4 @@
-"""The learning test (issue: networks): the small ALL net, trained with `bin/caffe train` on
+"""The learning test: the small ALL net, trained with `bin/caffe train` on
 a small synthetic MARS-layout dataset on the CPU, lowers both losses and ranks held-out
 identities clearly better than chance.
 

@@ -1,4 +1,4 @@
-"""In-batch negative mining (paper 4.2, DESIGN.md 1.3) on hand-made batches where the
+"""In-batch negative mining (paper 4.2, docs/DESIGN.md §1.3) on hand-made batches where the
 answer is known, and the mining layer wired to BatchReindex and the triplet loss in pycaffe."""
 import os
 import tempfile

@@ -1,4 +1,4 @@
-"""The generated nets (paper 3, Table 2; DESIGN.md 1): committed files, shapes, sharing."""
+"""The generated nets (paper 3, Table 2; docs/DESIGN.md §1): committed files, shapes, sharing."""
 import os
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The SRM's six-direction spatial LSTM sweep (paper 3.3, Fig. 5-7; DESIGN.md 1.2, 2).
+"""The SRM's six-direction spatial LSTM sweep (paper 3.3, Fig. 5-7; docs/DESIGN.md §1.2, §2).
 
 - NumPy (reid.ops.spatial_lstm): an independent line-by-line reference, numerical gradients
   of the input and all 18 parameter arrays, sizes of 1 on every axis, non-square maps, N = 1.

@@ -1,4 +1,4 @@
-"""Training with `bin/caffe train` (issue: networks): resume, learning, bad input."""
+"""Training with `bin/caffe train`: resume, learning, bad input."""
 import os
 import subprocess
 

@@ -1,4 +1,4 @@
-"""Triplet loss on L2-normalised features (paper 3.2, DESIGN.md 1.3): hand-computed values,
+"""Triplet loss on L2-normalised features (paper 3.2, docs/DESIGN.md §1.3): hand-computed values,
 numerical gradients, and the Python layer through pycaffe."""
 import os
 import tempfile

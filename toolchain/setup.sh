@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-up for a fresh Debian 12 machine (DESIGN.md section 3): system packages, a pinned
+# Set-up for a fresh Debian 12 machine (docs/DESIGN.md §3): system packages, a pinned
 # virtualenv, BVLC Caffe 1.0 from the pinned source with the project's patch set and native
 # layers, built into .caffe/<variant>. Idempotent: a second run with nothing changed takes
 # seconds, and an edited native layer recompiles alone.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Copy the project's native layers into a Caffe source tree (DESIGN.md section 2).
+"""Copy the project's native layers into a Caffe source tree (docs/DESIGN.md §2).
 
 Every file under native/include and native/src is mirrored into the tree; a file is
 rewritten only when its bytes change, so make recompiles only edited layers. Files that

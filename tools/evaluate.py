@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a trained run on a prepared dataset (paper 4.1, eq. 2; DESIGN.md 1.3 and 5).
+"""Evaluate a trained run on a prepared dataset (paper 4.1, eq. 2; docs/DESIGN.md §1.3 and §5).
 
     bin/python tools/evaluate.py --dataset data/mars --run work/mars/all \\
         [--weights work/mars/all/snapshots/snap_iter_40000.caffemodel] [--variant all] \\

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue #8), for a machine with an NVIDIA GPU; run from the repository root:
+# The GPU check, for a machine with an NVIDIA GPU; run from the repository root:
 #
 #   bash tools/gpu_check.sh [NET] [PY_NET]
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The paper's Table 2 study on a synthetic MARS: the six ablations (CNN, CNN+RNN, CNN+TAM,
-CNN+DIFF, CNN+SRM, ALL; DESIGN.md 1.4), trained with the same data, iterations and seed and
+CNN+DIFF, CNN+SRM, ALL; docs/DESIGN.md §1.4), trained with the same data, iterations and seed and
 scored the same way (MARS official kit and common variant, eq. 2 for ALL).
 
     bin/python tools/table2.py [--out out/table2] [--identities 40] [--iters 300] [--seed 1]

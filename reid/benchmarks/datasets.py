@@ -1,4 +1,4 @@
-"""Benchmark of dataset preparation and reading (issue #4, DESIGN.md section 4).
+"""Benchmark of dataset preparation and reading (docs/DESIGN.md §4).
 
 On a synthetic MARS layout (reid.datasets.synthetic) generated into a temporary folder:
 

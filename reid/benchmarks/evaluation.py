@@ -1,9 +1,9 @@
-"""Benchmark of the evaluation protocols at MARS scale (DESIGN.md 5; issue #6 target: CMC +
+"""Benchmark of the evaluation protocols at MARS scale (docs/DESIGN.md §5; target: CMC +
 mAP of the MARS official protocol from a precomputed 1,980 x 12,180 distance matrix in under
 2 s on 2 cores).
 
 The distance matrix is random (uniform) over the real MARS test structure (the kit's
-tracks_test_info.mat / query_IDX.mat in /work/shared/datasets/mars/info, or --info).  Rows:
+tracks_test_info.mat / query_IDX.mat in reid/datasets/reference/mars_info, or --info).  Rows:
 
 - MARS official protocol, vectorised, on 2 threads and on 1;
 - MARS common variant;
@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from reid.datasets.reference import mars_kit_info_dir
 from reid.evaluation import protocols as P
 from reid.evaluation import rerank as R
 
-DEFAULT_INFO = Path("/work/shared/datasets/mars/info")
+DEFAULT_INFO = mars_kit_info_dir()
 TARGET_S = 2.0
 
 

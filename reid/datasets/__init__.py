@@ -1,6 +1,6 @@
 """Video re-id datasets: layout parsers, LMDB frame store, tracklet index, reader, generator.
 
-DESIGN.md section 4. Typical use:
+docs/DESIGN.md §4. Typical use:
 
     from reid.datasets import open_dataset
     with open_dataset('data/mars') as ds:

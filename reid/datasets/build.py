@@ -4,7 +4,7 @@ Output folder:  OUT/frames.lmdb (single-file LMDB of encoded Datums), OUT/index.
 Both are published atomically at the end (lmdb_store.AtomicLmdbWriter); a failed or
 interrupted build leaves any previous good database untouched, and re-running cleans up.
 
-Bad input (DESIGN.md section 4): a listed image that is absent is an error naming the file
+Bad input (docs/DESIGN.md §4): a listed image that is absent is an error naming the file
 (unless allow_missing, then it is reported and skipped like a corrupt one); an unreadable
 or corrupt image is reported (warning + index meta 'skipped') and skipped, never silently;
 a tracklet left with no frames is dropped and reported; tracklets shorter than min_frames

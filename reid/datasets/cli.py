@@ -23,8 +23,8 @@ def prep_main(dataset: str, argv=None) -> int:
     ap.add_argument('src', help='dataset folder as distributed')
     ap.add_argument('out', help='output folder (replaced atomically when the build completes)')
     if dataset in ('ilidsvid', 'prid2011'):
-        from .prid2011 import DEFAULT_SPLITS
-        default = DEFAULT_SPLITS if dataset == 'prid2011' else None
+        from .reference import prid2011_splits_path
+        default = prid2011_splits_path() if dataset == 'prid2011' else None
         ap.add_argument('--splits', default=default,
                         help='split file' + (f' (default {default})' if default else
                                              " (default SRC/train-test people splits/...mat)"))

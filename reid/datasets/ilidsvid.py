@@ -1,4 +1,4 @@
-"""iLIDS-VID layout parser (DESIGN.md section 4).
+"""iLIDS-VID layout parser (docs/DESIGN.md §4).
 
     SRC/i-LIDS-VID/sequences/cam1/person001/cam1_person001_00317.png   (cam2/... likewise)
     SRC/train-test people splits/train_test_splits_ilidsvid.mat

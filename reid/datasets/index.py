@@ -1,4 +1,4 @@
-"""Tracklet index: the JSON file beside the frame LMDB (DESIGN.md section 4).
+"""Tracklet index: the JSON file beside the frame LMDB (docs/DESIGN.md §4).
 
 Frames of the whole dataset are numbered 0..N-1 in index order, tracklet after tracklet,
 each tracklet's frames sorted by frame number; the LMDB key of frame g is b"%08d" % g

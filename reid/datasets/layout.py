@@ -1,7 +1,7 @@
 """What a dataset parser returns: source tracklets (image files on disk) and splits.
 
 The parsers (mars.py, ilidsvid.py, prid2011.py) read the official on-disk layouts of
-DESIGN.md section 4 and return a `SourceDataset`; build.py turns it into the LMDB + index.
+docs/DESIGN.md §4 and return a `SourceDataset`; build.py turns it into the LMDB + index.
 Everything here is layout-independent: the error type, the frame-number sort and the
 small readers for .mat / json split files that all three parsers share.
 """

@@ -1,6 +1,6 @@
 """Frame store: one LMDB file of Caffe `Datum`s holding the original encoded image bytes.
 
-DESIGN.md section 4: frames are stored encoded (JPEG/PNG bytes, `encoded: true`, label =
+docs/DESIGN.md §4: frames are stored encoded (JPEG/PNG bytes, `encoded: true`, label =
 identity), keyed b"%08d" % global_frame (index.frame_key), so a tracklet's frames are one
 cursor range. The LMDB is a single file (subdir=False) so that publishing a build is one
 atomic rename: `AtomicLmdbWriter` writes `.frames.lmdb.tmp-*` next to the target, and only

@@ -1,4 +1,4 @@
-"""MARS layout parser (DESIGN.md section 4; MARS evaluation kit, folder info/).
+"""MARS layout parser (docs/DESIGN.md §4; MARS evaluation kit, folder info/).
 
     SRC/bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg      e.g. 0001C1T0001F001.jpg
     SRC/bbox_test/...                                             pid -1 -> folder '00-1'

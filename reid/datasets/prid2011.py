@@ -1,12 +1,12 @@
-"""PRID2011 (multi-shot) layout parser (DESIGN.md section 4).
+"""PRID2011 (multi-shot) layout parser (docs/DESIGN.md §4).
 
     SRC/prid_2011/multi_shot/cam_a/person_0001/0001.png       (cam_b/... likewise)
     splits json: [{'train': ['person_0001', ...], 'test': [...]}, ...] x 10 (89/89 persons)
 
 Persons 1-200 appear in both cameras; the standard protocol uses the 178 of them named in
-the splits file (the copy in data_prep/splits_prid2011.json is the one distributed with
-common re-id toolkits). Only those persons are indexed: one tracklet per person and camera,
-persons in number order, cam_a (cam 1, the probe) before cam_b (cam 2, the gallery).
+the splits file (by default reid/datasets/reference/splits_prid2011.json, the one
+distributed with common re-id toolkits). Only those persons are indexed: one tracklet per
+person and camera, persons in number order, cam_a (cam 1, the probe) before cam_b (cam 2, the gallery).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from .layout import (LayoutError, SourceDataset, SourceTracklet, check_splits, load_json,
                      person_tracklet, require_dir)
+from .reference import prid2011_splits_path
 
 SHOT_DIR = Path('prid_2011') / 'multi_shot'
 CAMS = {1: 'cam_a', 2: 'cam_b'}
 PERSON_RE = re.compile(r'^person_(\d{4})$')
 FRAME_RE = re.compile(r'^(\d+)\.png$')
-DEFAULT_SPLITS = Path(__file__).resolve().parents[2] / 'data_prep' / 'splits_prid2011.json'
 
 
 def person_folder(pid: int) -> str:
@@ -74,7 +74,7 @@ def _tracklet(folder: Path, cam: int, pid: int) -> SourceTracklet:
 
 def parse_prid2011(src: str | Path, splits_file: str | Path | None = None) -> SourceDataset:
     shot = find_shot_dir(Path(src))
-    spath = Path(splits_file) if splits_file else DEFAULT_SPLITS
+    spath = Path(splits_file) if splits_file else prid2011_splits_path()
     splits = read_splits(spath)
     pids = sorted({p for s in splits for part in ('train', 'test') for p in s[part]})
     tracklets = [_tracklet(shot / CAMS[c] / person_folder(p), c, p) for p in pids for c in CAMS]

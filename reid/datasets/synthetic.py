@@ -1,9 +1,9 @@
 """Synthetic video re-id data written in the official MARS / iLIDS-VID / PRID2011 layouts.
 
 The tests and the demo run the real prep code (mars.py, ilidsvid.py, prid2011.py) on these
-folders, so the generator writes exactly what those datasets distribute (DESIGN.md
-section 4): images, name lists, .mat tables (same variable names, shapes and dtypes as the
-real ones in /work/shared/datasets/mars/info), split files. It also writes
+folders, so the generator writes exactly what those datasets distribute (docs/DESIGN.md
+§4): images, name lists, .mat tables (same variable names, shapes and dtypes as the
+real ones in reid/datasets/reference/mars_info), split files. It also writes
 `synthetic_meta.json` (ground truth: identities, cameras, every tracklet's files and frame
 numbers in order, and which frames were degraded and how).
 
@@ -643,7 +643,7 @@ def generate(out: str | os.PathLike, config: SyntheticConfig | None = None, **kw
     """Write a synthetic dataset in config.layout's official layout to `out`; return its meta.
 
     `out` is replaced if it exists. Keyword arguments override config fields, e.g.
-    generate('/tmp/mars', layout='mars', identities=40, seed=1).
+    generate('out/mars', layout='mars', identities=40, seed=1).
     """
     cfg = SyntheticConfig(**{**asdict(config or SyntheticConfig()), **kw}).resolved()
     out = Path(out)

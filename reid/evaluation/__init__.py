@@ -1,4 +1,4 @@
-"""Evaluation: protocols, eq. 2 re-ranking, reports and plots (DESIGN.md sections 1.3, 5).
+"""Evaluation: protocols, eq. 2 re-ranking, reports and plots (docs/DESIGN.md §1.3, §5).
 
 Modules
 -------

@@ -1,4 +1,4 @@
-"""Running trained nets over a prepared dataset (paper 3.4, DESIGN.md 1.3).
+"""Running trained nets over a prepared dataset (paper 3.1, eq. 2; docs/DESIGN.md §1.3).
 
 FeatureExtractor: F(x) of every tracklet from the deploy_features net, the tracklet cut into
 chunks of T frames and F averaged over them (default) or from its first T frames; plus the

@@ -1,4 +1,4 @@
-"""Figures (DESIGN.md section 5): CMC curves (paper Fig. 9), ranked lists (Fig. 10),
+"""Figures (docs/DESIGN.md §5): CMC curves (paper Fig. 9), ranked lists (Fig. 10),
 temporal attention weights (Fig. 1), training losses; and those figures of a scored run
 (reid.evaluation.score.Scored) with the frames read from its dataset.
 

@@ -1,4 +1,4 @@
-"""Evaluation protocols: the only place they live (DESIGN.md section 5, paper section 4.1).
+"""Evaluation protocols: the only place they live (docs/DESIGN.md §5, paper section 4.1).
 
 Every function here takes plain NumPy arrays (pids, cameras, query indices) so it depends on
 neither Caffe nor the dataset reader.  A "ranking source" is either

@@ -1,4 +1,4 @@
-"""Result dicts -> Table-2/Table-3-shaped text, CSV and JSON (DESIGN.md section 5).
+"""Result dicts -> Table-2/Table-3-shaped text, CSV and JSON (docs/DESIGN.md §5).
 
 A *run* is ``{"name": str, "meta": {...}, "results": [result dict, ...]}`` where each result
 dict comes from :mod:`reid.evaluation.protocols` (one per dataset/protocol).  The JSON file

@@ -1,4 +1,4 @@
-"""Test-time similarity and top-K re-scoring (paper eq. 2, section 3.1; DESIGN.md 1.3).
+"""Test-time similarity and top-K re-scoring (paper eq. 2, section 3.1; docs/DESIGN.md §1.3).
 
     S(xi, xj) = 1 / (1 + d(F(xi), F(xj))) + lambda * M(xi, xj)          (eq. 2)
 
@@ -9,7 +9,7 @@ so :func:`rerank` ranks everything by d, then re-scores the top K of each query 
 re-orders only those K.  With K = gallery size this is exactly the brute-force ranking by S
 (ties broken by gallery column index, like the stable sort of the protocols).
 
-Modes (the ablations of Table 2, DESIGN.md 1.4; reid.nets.config.Variant.mode says which):
+Modes (the ablations of Table 2, docs/DESIGN.md §1.4; reid.nets.config.Variant.mode says which):
 
 * ``"distance"``: d only (variants without an SRM: CNN, CNN+RNN, CNN+TAM);
 * ``"joint"``: eq. 2 on the top K (ALL);
@@ -131,7 +131,7 @@ def _order_block(cols, score):
 
 def rerank(d=None, metric_fn=None, *, k=100, lam=1.0, mode="joint", batch_size=4096,
            shape=None, progress=True, workers=None):
-    """Rank by d, re-score the top ``k`` of every query (paper eq. 2, DESIGN.md 1.3).
+    """Rank by d, re-score the top ``k`` of every query (paper eq. 2, docs/DESIGN.md §1.3).
 
     d: (n_q, n_g) distances (from :func:`euclidean_distance`); None only in metric mode,
         then ``shape=(n_q, n_g)`` is required and every pair is scored.

@@ -1,5 +1,5 @@
 """Scoring a trained run: the one path from deploy nets and a caffemodel to protocol results
-(paper 4.1, eq. 2; DESIGN.md 1.3 and 5). tools/evaluate.py, tools/demo.py, tools/table2.py
+(paper 4.1, eq. 2; docs/DESIGN.md §1.3 and §5). tools/evaluate.py, tools/demo.py, tools/table2.py
 and the tests all score through :func:`score_run` (or, with their own models, through
 :func:`score_mars` / :func:`score_two_camera`).
 

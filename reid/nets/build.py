@@ -1,6 +1,6 @@
 """The nets of one configuration: train_val, deploy_features, deploy_metric and the solver.
 
-train_val (paper 3, 4.2, DESIGN.md 1.3): the data layer gives 3B sequences of T frames,
+train_val (paper 3, 4.2, docs/DESIGN.md §1.3): the data layer gives 3B sequences of T frames,
 [anchors; positives; sampled negatives], all through one CaffeNet trunk, so the three
 streams share every conv/fc weight by construction. Hard-negative mining picks, for each
 anchor, the nearest other-identity sequence of the batch in F; the triplet loss on F and the

@@ -2,7 +2,7 @@
 implementation, and the solver schedule (the one home of every hyperparameter).
 
 Paper sizes follow paper 4.2 (CaffeNet, 227 x 227, fc6 = fc7 = 1024, T = 6); the widths the
-paper does not give are the defaults of DESIGN.md 1.1-1.2 (K = 256, D2 = 512, C1 = 128,
+paper does not give are the defaults of docs/DESIGN.md §1.1-1.2 (K = 256, D2 = 512, C1 = 128,
 Hd = 128, C2 = 64). The small preset keeps every layer type and shrinks input and widths so
 that the nets train on 2 CPU cores (tests, demo).
 """
@@ -46,7 +46,7 @@ SIZES = {s.name: s for s in (PAPER, SMALL)}
 
 @dataclass(frozen=True)
 class Variant:
-    """A row of the paper's Table 2 (DESIGN.md 1.4): its nets and how it is scored."""
+    """A row of the paper's Table 2 (docs/DESIGN.md §1.4): its nets and how it is scored."""
     name: str
     label: str           # the row label of Table 2
     temporal: str        # 'mean' (mean-pooled fc7), 'rnn' (LSTM), 'tam' (attention + LSTM)
@@ -117,7 +117,7 @@ class NetConfig:
     deploy_batch: int = 8            # sequences (features net) or pairs (metric net) per forward
     impl: str = "native"             # 'native' or 'python' for AttentionAverage and SpatialLSTM
     tam_context: str = "context"     # z_{t-1}: 'context' (xbar_{t-1}), 'cell' (c_{t-1}), 'none'
-    margin: float = 0.3              # triplet margin on L2-normalised F (DESIGN.md 1.3)
+    margin: float = 0.3              # triplet margin on L2-normalised F (docs/DESIGN.md §1.3)
     metric_weight: float = 1.0       # lambda_m, weight of the metric loss
     mining: str = "hard"             # 'hard', 'semihard' or 'random' (paper 4.2)
     data_source: str = "data/mars"   # prepared dataset folder (reid.datasets)

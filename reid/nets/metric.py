@@ -1,4 +1,4 @@
-"""Metric learning on pairs of pool5 volumes (paper 3.3, Fig. 5-7, DESIGN.md 1.2).
+"""Metric learning on pairs of pool5 volumes (paper 3.3, Fig. 5-7, docs/DESIGN.md §1.2).
 
     D  = pool5(xi) - pool5(xj)                    (P, T, C, H, W), frames aligned t to t
     E  = relu(conv1x1(D))                         C1 channels

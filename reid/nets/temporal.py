@@ -2,7 +2,7 @@
 
 - mean: F = (1/T) sum_i f_i (the CNN rows of Table 2);
 - rnn:  an LSTM over f_1..f_T, F = (1/T) sum_t h_t (CNN+RNN);
-- tam:  the temporal attention model of DESIGN.md 1.1 (Fig. 3, 4): at each step t
+- tam:  the temporal attention model of docs/DESIGN.md §1.1 (Fig. 3, 4): at each step t
         a_{t,i} = w . tanh(U f_i + V h_{t-1} + W z_{t-1} + b), xbar_t = sum_i softmax(a_t)_i f_i
         (eq. 3), h_t = LSTM(xbar_t, h_{t-1}), F = (1/T) sum_t h_t.
 
@@ -64,7 +64,7 @@ def _lstm(n, cfg, S, step_input):
 
 
 def _tam(n, cfg, fc7, S):
-    """The TAM of DESIGN.md 1.1; returns (F, attention (S, T, T))."""
+    """The TAM of docs/DESIGN.md §1.1; returns (F, attention (S, T, T))."""
     T, K = cfg.seq_len, cfg.size.att
     n.tam_Uf = fc(fc7, K, share="tam_U")                      # U f_i + b, every frame once
     n.tam_Uf_seq = reshape(n.tam_Uf, S, T, K)

@@ -1,4 +1,4 @@
-"""Six-direction spatial LSTM sweep of the SRM (paper 3.3, Fig. 5-7; DESIGN.md 1.2), in NumPy.
+"""Six-direction spatial LSTM sweep of the SRM (paper 3.3, Fig. 5-7; docs/DESIGN.md §1.2), in NumPy.
 
 Bottom: a volume x of shape (N, C, T, H, W). Six LSTMs, one per direction in
 ``DIRECTIONS`` = (T+, T-, W+, W-, H+, H-), sweep every line of the volume along one axis

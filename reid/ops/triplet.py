@@ -1,4 +1,4 @@
-"""Triplet loss on the TAM features F (paper 3.2, ref. [24] FaceNet; DESIGN.md 1.3), in NumPy.
+"""Triplet loss on the TAM features F (paper 3.2, ref. [24] FaceNet; docs/DESIGN.md §1.3), in NumPy.
 
 Each feature is L2-normalised, f^ = f / ||f||, and compared by the plain Euclidean distance
 d(x, y) = ||x^ - y^|| (not its square: the same d as the test-time similarity of paper eq. 2,

@@ -659,7 +659,9 @@ TEST(NetAgreementTest, TwoTrainingIterations) {
         + " vs CPU [iteration " + std::to_string(it + 1) + "]";
     const vector<string> bad = Compare(what, expected, got,
         Tolerance{1e-3, 1e-5});
-    EXPECT_TRUE(bad.empty()) << what << ": " << bad.size()
+    // Not on into another iteration from NaN weights: Caffe's max pooling
+    // indexes out of bounds on NaN (its argmax stays -1).
+    ASSERT_TRUE(bad.empty()) << what << ": " << bad.size()
         << " blob(s) disagree, first " << bad[0];
   }
 }

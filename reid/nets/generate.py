@@ -18,6 +18,7 @@ PAPER_SCHEDULE = {"mars": dict(max_iter=40000, stepsize=20000),
                   "ilidsvid": dict(max_iter=10000, stepsize=5000),
                   "prid2011": dict(max_iter=10000, stepsize=5000)}
 SMALL_SCHEDULE = dict(max_iter=600, stepsize=400, base_lr=0.003, display=10, snapshot=200)
+GPU_METRIC_PAIRS = 512   # pairs per forward pass of the metric net timed on a GPU
 
 
 def net_text(proto, name):
@@ -61,15 +62,31 @@ def all_files(root="prototxt"):
                 folder = os.path.join(root, dataset, sub, v.name)
                 work = os.path.join("work", dataset, sub, v.name)
                 files.update(files_for(cfg, folder, work, schedule))
-    files[os.path.join(root, "gpu_check", "all_paper_native.prototxt")] = net_text(
-        native_only_train_net(NetConfig(size=PAPER, batch_triplets=8)), "all_paper_native")
+    files.update(gpu_check_files(os.path.join(root, "gpu_check")))
+    return files
+
+
+def gpu_check_files(folder):
+    """The nets tools/gpu_check.sh measures: ALL and CNN (Table 2) from native layers only, at
+    the paper's batch, and ALL's deploy metric net at a batch of pairs that fills a GPU; the
+    small ALL and CNN nets run the same script on a CPU (its test)."""
+    files = {}
+    for size, batch in ((PAPER, 8), (SMALL, 4)):
+        for v in ("all", "cnn"):
+            name = "%s_%s_native" % (v, size.name)
+            cfg = NetConfig(size=size, variant=VARIANTS[v], batch_triplets=batch)
+            files[os.path.join(folder, name + ".prototxt")] = net_text(
+                native_only_train_net(cfg), name)
+    files[os.path.join(folder, "all_paper_metric.prototxt")] = net_text(
+        build.metric_net(NetConfig(size=PAPER, deploy_batch=GPU_METRIC_PAIRS)), "all_paper_metric")
     return files
 
 
 def native_only_train_net(cfg):
-    """The paper-size ALL net from native layers alone, for GPU checks and timing: random
-    frames from DummyData instead of the Python data layer, the sampled negatives instead of
-    mined ones, and Caffe's ContrastiveLoss standing in for the (Python) triplet loss."""
+    """A training net (of cfg's size and Table 2 variant) from native layers alone, for GPU
+    checks and timing: random frames from DummyData instead of the Python data layer, the
+    sampled negatives instead of mined ones, and Caffe's ContrastiveLoss standing in for the
+    (Python) triplet loss; the metric loss where the variant has one."""
     from caffe import NetSpec
     from reid.nets.layers import constant, reshape
     from reid.nets.metric import metric_logits
@@ -81,7 +98,8 @@ def native_only_train_net(cfg):
                          data_filler=[dict(type="gaussian", std=50)])
     pool5, fc7 = caffenet(n, n.data, s, train=True)
     F, attention = feature_model(n, cfg, fc7, 3 * B)
-    n.silence_attention = L.Silence(attention, ntop=0)
+    if attention is not None:
+        n.silence_attention = L.Silence(attention, ntop=0)
     n.F_a, n.F_p, n.F_n = L.Slice(F, slice_param=dict(axis=0), ntop=3)
     n.F_a2 = L.Concat(n.F_a, n.F_a, concat_param=dict(axis=0))
     n.F_b = L.Concat(n.F_p, n.F_n, concat_param=dict(axis=0))
@@ -89,6 +107,8 @@ def native_only_train_net(cfg):
     n.pair_other = constant((B,), 0)
     n.pair_label = L.Concat(n.pair_same, n.pair_other, concat_param=dict(axis=0))
     n.feature_loss = L.ContrastiveLoss(n.F_a2, n.F_b, n.pair_label, margin=cfg.margin)
+    if not cfg.variant.metric:
+        return n.to_proto()
     C, H, W = s.pool5_shape()
     n.pool5_seq = reshape(pool5, 3 * B, T, C, H, W)
     n.pool5_a, n.pool5_p, n.pool5_n = L.Slice(n.pool5_seq, slice_param=dict(axis=0), ntop=3)

@@ -11,7 +11,7 @@ namespace caffe {
 
 /**
  * @brief Six-direction spatial LSTM sweep, the core of the spatial recurrent
- *        model (SRM) for metric learning (paper 3.3, Fig. 5-7; DESIGN.md 1.2).
+ *        model (SRM) for metric learning (paper 3.3, Fig. 5-7; docs/DESIGN.md §1.2).
  *
  * Bottom: a volume (N, C, T, H, W). Six LSTMs, one per direction
  * (T+, T-, W+, W-, H+, H-), sweep every line of the volume along one axis:

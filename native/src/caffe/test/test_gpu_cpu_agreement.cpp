@@ -1,5 +1,5 @@
 // Agreement of the native layers' passes across devices and buffer states
-// (docs/DESIGN.md section 3): the GPU against the CPU, and every pass against
+// (docs/DESIGN.md §3): the GPU against the CPU, and every pass against
 // a reference pass on clean buffers, so that the tests fail on the kinds of
 // bug a device comparison alone misses.
 //

@@ -45,6 +45,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,7 @@
 #include "caffe/layer_factory.hpp"
 #include "caffe/net.hpp"
 #include "caffe/sgd_solvers.hpp"
+#include "caffe/syncedmem.hpp"
 #include "caffe/util/upgrade_proto.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
@@ -538,20 +540,23 @@ void FillInputs(Net<float>* net) {
 }
 
 // NaN into every blob's data (but the data layers' tops, which a forward pass
-// may not refill) and every diff the backward pass writes (but the losses',
-// which hold the loss weights).
+// may not refill, and the Split and Reshape tops that share their memory) and
+// every diff the backward pass writes (but the losses', which hold the loss
+// weights).
 void Poison(Net<float>* net) {
-  vector<bool> data_top(net->blobs().size(), false);
+  std::set<const SyncedMemory*> data_tops;
   for (int i = 0; i < net->layers().size(); ++i) {
     if (!IsDataLayer(*net, i)) continue;
-    for (int t = 0; t < net->top_ids(i).size(); ++t) {
-      data_top[net->top_ids(i)[t]] = true;
+    for (int t = 0; t < net->top_vecs()[i].size(); ++t) {
+      data_tops.insert(net->top_vecs()[i][t]->data().get());
     }
   }
   const vector<bool> written = WrittenDiffs(*net);
   for (int b = 0; b < net->blobs().size(); ++b) {
     Blob<float>* blob = net->blobs()[b].get();
-    if (!data_top[b]) FillNaN(blob->mutable_cpu_data(), blob->count());
+    if (!data_tops.count(blob->data().get())) {
+      FillNaN(blob->mutable_cpu_data(), blob->count());
+    }
     if (written[b] && net->blob_loss_weights()[b] == 0) {
       FillNaN(blob->mutable_cpu_diff(), blob->count());
     }

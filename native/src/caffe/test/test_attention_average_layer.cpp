@@ -117,6 +117,8 @@ TYPED_TEST(AttentionAverageLayerTest, TestEmptyBatch) {
 // error in Reshape, not a read past the end.
 TYPED_TEST(AttentionAverageLayerTest, TestNoStepsOrNoFeaturesFail) {
   typedef typename TypeParam::Dtype Dtype;
+  // A fresh process per death test: the GPU runtime has threads to fork.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   LayerParameter layer_param;
   layer_param.set_name("tam");
   this->features_->Reshape(vector<int>{2, 0, 4});

@@ -355,6 +355,8 @@ TYPED_TEST(SpatialLSTMLayerTest, TestEmptyBatch) {
 
 TYPED_TEST(SpatialLSTMLayerTest, TestNoChannelsFails) {
   typedef typename TypeParam::Dtype Dtype;
+  // A fresh process per death test: the GPU runtime has threads to fork.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   this->Shape(1, 0, 2, 3, 4);
   this->layer_param_.set_name("srm");
   SpatialLSTMLayer<Dtype> layer(this->layer_param_);
@@ -408,6 +410,7 @@ TYPED_TEST(SpatialLSTMLayerTest, TestGivenBlobs) {
     EXPECT_GT(scale, 0) << "blob " << k << " got no gradient";
   }
   // The blobs of a layer with Hd = 2 do not fit one with Hd = 3.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   LayerParameter other(this->layer_param_);
   other.mutable_spatial_lstm_param()->set_num_output(2);
   SpatialLSTMLayer<Dtype> small(other);

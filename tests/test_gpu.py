@@ -66,11 +66,12 @@ def test_native_gtests_pass_on_gpu_and_cpu():
 
 @needs_gpu
 def test_each_native_layer_agrees_gpu_vs_cpu():
-    out = _gtest(_cuda_prefix(), "0", "--gtest_filter=*GpuCpuAgreement*")
+    out = _gtest(_cuda_prefix(), "0", "--gtest_filter=*AgreementTest*")
     assert out.returncode == 0, out.stdout[-4000:]
     for layer in ("AttentionAverage", "SpatialLSTM"):
-        assert re.search(r"%s GPU vs CPU: \d+ blobs, max abs difference" % layer, out.stdout), layer
-    assert "net builtin_native_net GPU vs CPU" in out.stdout
+        assert re.search(r"%s GPU vs CPU \[propagate_down 0[^\]]*, iteration 2\]: \d+ blobs, "
+                         r"max abs difference" % layer, out.stdout), layer
+    assert "net builtin_native_net GPU vs CPU [iteration 2]" in out.stdout
 
 
 # ---- without a GPU: the CUDA build and the GPU script ------------------------------------
@@ -78,26 +79,53 @@ def test_each_native_layer_agrees_gpu_vs_cpu():
 def test_cuda_build_holds_the_gpu_agreement_tests():
     out = _gtest(_cuda_prefix(), "--gtest_list_tests", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    for case in ("LayerGpuCpuAgreementTest/0.", "LayerGpuCpuAgreementTest/1.",
-                 "NetGpuCpuAgreementTest."):
+    for case in ("LayerAgreementTest/0.", "LayerAgreementTest/1.", "NetAgreementTest."):
         assert case in out.stdout, case
-    for name in ("AttentionAverage", "SpatialLSTM", "OneTrainingIteration"):
+    for name in ("AttentionAverageManyRows", "AttentionAverageWideRows", "SpatialLSTM",
+                 "TwoTrainingIterations"):
         assert re.search(r"^\s+%s$" % name, out.stdout, re.M), name
 
 
+def _host_libstdcxx():
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    return re.search(r"libstdc\+\+\.so\.6 \(.*x86-64\) => (\S+)", out).group(1)
+
+
 def test_gpu_check_script_runs_on_cpu(tmp_path):
-    prefix = _cuda_prefix()
-    env = dict(os.environ, GPU_CHECK_CPU="1", CAFFE_PREFIX=prefix, OUT=str(tmp_path),
-               ITERS="2", TRAIN_ITERS="6", GTEST_FILTER="AttentionAverageLayerTest/0.*")
-    out = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_check.sh"),
-                          str(tmp_path / "no_such_net.prototxt")],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    """Every step of the script on the small native nets, CPU only. The Caffe prefix carries a
+    fallback/ C++ runtime like the bundle's: this machine has its own, so the script must not
+    put it on the library path; CUDA_LIB_DIRS replaces the search for CUDA's libraries."""
+    build = _cuda_prefix()
+    prefix = tmp_path / "caffe"
+    (prefix / "fallback").mkdir(parents=True)
+    for sub in ("bin", "lib"):
+        (prefix / sub).symlink_to(os.path.join(build, sub))
+    (prefix / "fallback" / "libstdc++.so.6").symlink_to(_host_libstdcxx())
+    cuda_dirs = str(tmp_path / "no_cuda_libs_here")
+    out_dir = tmp_path / "out"
+    env = dict(os.environ, GPU_CHECK_CPU="1", CAFFE_PREFIX=str(prefix), OUT=str(out_dir),
+               CUDA_LIB_DIRS=cuda_dirs, ITERS="2", TRAIN_ITERS="4",
+               GTEST_FILTER="AttentionAverageLayerTest/0.*",
+               ALL_NET="prototxt/gpu_check/all_small_native.prototxt",
+               CNN_NET="prototxt/gpu_check/cnn_small_native.prototxt",
+               METRIC_NET="prototxt/mars/small/all/deploy_metric.prototxt")
+    out = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_check.sh")],
+                         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    summary = (tmp_path / "summary.txt").read_text()
-    assert "measuring the smoke net tools/gpu_smoke_native.prototxt" in summary
-    assert re.search(r"\[  PASSED  \] \d+ tests", summary), summary
-    # the per-layer table names every layer of the smoke net, the attention layer included
+    summary = (out_dir / "summary.txt").read_text()
+    assert "CUDA libraries from: %s" % cuda_dirs in summary
+    assert "from the bundle's fallback/: (nothing" in summary
+    assert re.search(r"^RESULT native gtests: \d+ passed \(CPU\)$", summary, re.M), summary
+    assert re.search(r"^RESULT ALL net all_small_native CPU \(dry run\) vs CPU \[iteration 2\]: "
+                     r"\d+ blobs", summary, re.M), summary
+    # the per-layer tables name the trunk, the TAM and the SRM layers
     rows = re.findall(r"^  (\w+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+[0-9.]+%$", summary, re.M)
-    assert {"conv1", "fc", "tam", "loss"} <= {r[0] for r in rows}, summary
-    assert re.search(r"native data \(DummyData\): [0-9.]+ iterations/s", summary), summary
-    assert "skipped: this Caffe" in summary  # no Python layers in cuda-nopy-nocv
+    assert {"conv1", "fc7_reid", "tam_xbar1", "srm_sweep"} <= {r[0] for r in rows}, summary
+    assert re.search(r"^RESULT TAM\+SRM overhead: ALL / CNN forward-backward = [0-9.]+ ", summary,
+                     re.M), summary
+    assert re.search(r"^RESULT training ALL \(CPU\): [0-9.]+ iterations/s", summary, re.M)
+    m = re.search(r"^RESULT SRM metric: (\d+) pairs/s \((\d+) pairs .*top 100 of 1980 MARS "
+                  r"queries \(198000 pairs\): ([0-9.]+) s", summary, re.M)
+    assert m, summary
+    assert int(m.group(2)) == 8   # the small deploy_metric net's batch
+    assert abs(198000 / int(m.group(1)) - float(m.group(3))) < 0.01 * float(m.group(3)) + 0.1

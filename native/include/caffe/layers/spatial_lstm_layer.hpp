@@ -11,7 +11,7 @@ namespace caffe {
 
 /**
  * @brief Six-direction spatial LSTM sweep, the core of the spatial recurrent
- *        model (SRM) for metric learning (paper 3.3, Fig. 5-7; DESIGN.md 1.2).
+ *        model (SRM) for metric learning (paper 3.3, Fig. 5-7; docs/DESIGN.md §1.2).
  *
  * Bottom: a volume (N, C, T, H, W). Six LSTMs, one per direction
  * (T+, T-, W+, W-, H+, H-), sweep every line of the volume along one axis:
@@ -65,12 +65,17 @@ class SpatialLSTMLayer : public Layer<Dtype> {
   // (L * lines == N * T * H * W for every direction).
   int length(int d) const { return length_[d]; }
   int lines(int d) const { return sites_ / length_[d]; }
+  // Shape of parameter blob j of a direction (0: W_xc, 1: b_c, 2: W_hc).
+  vector<int> ParamShape(int j) const;
+  // Fills site_index_, length_ and bias_multiplier_ for a bottom of `shape`.
+  void BuildSiteIndex(const vector<int>& shape);
 
   int hidden_;    // Hd
   int channels_;  // C
   int spatial_;   // S = T * H * W
   int sites_;     // P = N * S, rows of every direction's line matrix
   int length_[kNumDirections];
+  vector<int> indexed_shape_;  // the bottom shape site_index_ was built for
   // site_index_[d * P + r] = n * S + (t * H + h) * W + w: the volume site of
   // row r = s * lines + l of direction d's time-major line matrix.
   Blob<int> site_index_;

@@ -15,6 +15,13 @@ void AttentionAverageLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   outer_ = bottom[0]->count(0, axis);
   steps_ = bottom[0]->shape(axis);
   inner_ = bottom[0]->count(axis + 1);
+  // A softmax over zero steps is undefined (the max over them would read past
+  // the end), and features of zero elements have nothing to average; an empty
+  // batch (outer_ == 0) is fine: the passes return at once.
+  CHECK_GT(steps_, 0) << this->layer_param_.name() << ": features "
+      << bottom[0]->shape_string() << " have no steps on axis " << axis;
+  CHECK_GT(inner_, 0) << this->layer_param_.name() << ": features "
+      << bottom[0]->shape_string() << " are empty after axis " << axis;
   // The scores must have exactly the features' leading shape (outer..., T).
   vector<int> score_shape(bottom[0]->shape().begin(),
       bottom[0]->shape().begin() + axis + 1);
@@ -35,6 +42,7 @@ void AttentionAverageLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 template <typename Dtype>
 void AttentionAverageLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  if (outer_ == 0) { return; }  // an empty batch: nothing to compute
   const Dtype* x = bottom[0]->cpu_data();
   const Dtype* s = bottom[1]->cpu_data();
   Dtype* w = weights_.mutable_cpu_data();
@@ -63,6 +71,7 @@ template <typename Dtype>
 void AttentionAverageLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
+  if (outer_ == 0) { return; }
   const Dtype* x = bottom[0]->cpu_data();
   const Dtype* w = weights_.cpu_data();
   const Dtype* dy = top[0]->cpu_diff();

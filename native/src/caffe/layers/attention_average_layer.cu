@@ -76,6 +76,8 @@ __global__ void AttentionSoftmaxGrad(const int outer, const int steps,
 template <typename Dtype>
 void AttentionAverageLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // A launch of zero blocks fails: an empty batch returns before any.
+  if (outer_ == 0) { return; }
   Dtype* w = weights_.mutable_gpu_data();
   // NOLINT_NEXT_LINE(whitespace/operators)
   AttentionSoftmax<Dtype><<<CAFFE_GET_BLOCKS(outer_), CAFFE_CUDA_NUM_THREADS>>>(
@@ -95,6 +97,7 @@ template <typename Dtype>
 void AttentionAverageLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
+  if (outer_ == 0) { return; }
   const Dtype* w = weights_.gpu_data();
   const Dtype* dy = top[0]->gpu_diff();
   if (propagate_down[0]) {

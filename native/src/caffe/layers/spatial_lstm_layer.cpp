@@ -189,9 +189,22 @@ void SpatialLSTMLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       << this->layer_param_.name() << ": bottom must be (N, C, T, H, W), got "
       << bottom[0]->shape_string();
   channels_ = bottom[0]->shape(1);
+  CHECK_GT(channels_, 0) << "SpatialLSTM layer " << this->layer_param_.name()
+      << ": the bottom has no channels, " << bottom[0]->shape_string();
+  indexed_shape_.clear();  // Reshape builds the site indices
+  this->param_propagate_down_.assign(3 * kNumDirections, true);
   if (this->blobs_.size() > 0) {
-    CHECK_EQ(3 * kNumDirections, this->blobs_.size())
-        << "SpatialLSTM needs 18 parameter blobs";
+    // Blobs given in the layer parameter (a net with weights): their shapes
+    // must be those this layer would create.
+    CHECK_EQ(3 * kNumDirections, this->blobs_.size()) << "SpatialLSTM layer "
+        << this->layer_param_.name() << " needs 18 parameter blobs";
+    for (int k = 0; k < 3 * kNumDirections; ++k) {
+      CHECK(this->blobs_[k]->shape() == ParamShape(k % 3))
+          << "SpatialLSTM layer " << this->layer_param_.name()
+          << ": parameter blob " << k << " has shape "
+          << this->blobs_[k]->shape_string() << ", expected "
+          << Blob<Dtype>(ParamShape(k % 3)).shape_string();
+    }
     LOG(INFO) << "Skipping parameter initialization";
     return;
   }
@@ -214,18 +227,18 @@ void SpatialLSTMLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
   shared_ptr<Filler<Dtype> > weight_filler(GetFiller<Dtype>(weight_param));
   shared_ptr<Filler<Dtype> > bias_filler(GetFiller<Dtype>(bias_param));
   this->blobs_.resize(3 * kNumDirections);
-  for (int d = 0; d < kNumDirections; ++d) {
-    vector<int> w_xc(2), b_c(1, 4 * hidden_), w_hc(2);
-    w_xc[0] = 4 * hidden_; w_xc[1] = channels_;
-    w_hc[0] = 4 * hidden_; w_hc[1] = hidden_;
-    this->blobs_[3 * d].reset(new Blob<Dtype>(w_xc));
-    this->blobs_[3 * d + 1].reset(new Blob<Dtype>(b_c));
-    this->blobs_[3 * d + 2].reset(new Blob<Dtype>(w_hc));
-    weight_filler->Fill(this->blobs_[3 * d].get());
-    bias_filler->Fill(this->blobs_[3 * d + 1].get());
-    weight_filler->Fill(this->blobs_[3 * d + 2].get());
+  for (int k = 0; k < 3 * kNumDirections; ++k) {
+    this->blobs_[k].reset(new Blob<Dtype>(ParamShape(k % 3)));
+    (k % 3 == 1 ? bias_filler : weight_filler)->Fill(this->blobs_[k].get());
   }
-  this->param_propagate_down_.resize(this->blobs_.size(), true);
+}
+
+// Blob j of a direction: W_xc (4Hd x C), b_c (4Hd), W_hc (4Hd x Hd).
+template <typename Dtype>
+vector<int> SpatialLSTMLayer<Dtype>::ParamShape(int j) const {
+  vector<int> shape(1, 4 * hidden_);
+  if (j != 1) { shape.push_back(j == 0 ? channels_ : hidden_); }
+  return shape;
 }
 
 template <typename Dtype>
@@ -238,41 +251,15 @@ void SpatialLSTMLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       << this->layer_param_.name() << ": bottom channels changed";
   CHECK_EQ(channels_, this->blobs_[0]->shape(1))
       << "SpatialLSTM: W_xc does not match the bottom's channels";
-  const int N = x.shape(0);
-  const int dims[3] = {x.shape(2), x.shape(3), x.shape(4)};   // T, H, W
-  const int strides[3] = {dims[1] * dims[2], dims[2], 1};
-  spatial_ = dims[0] * dims[1] * dims[2];
-  sites_ = N * spatial_;
+  spatial_ = x.count(2);   // T * H * W
+  sites_ = x.shape(0) * spatial_;
 
   vector<int> top_shape = x.shape();
   top_shape[1] = kNumDirections * hidden_;
   top[0]->Reshape(top_shape);
 
-  // Row r = s * lines + l of direction d: s the step along the swept axis
-  // (reversed for the backward directions), l = (n * len1 + i1) * len2 + i2
-  // over the other two axes in T, H, W order (as reid.ops.spatial_lstm).
-  site_index_.Reshape(vector<int>(1, kNumDirections * sites_));
-  int* site = site_index_.mutable_cpu_data();
-  for (int d = 0; d < kNumDirections; ++d) {
-    const int a = kSweepAxis[d];
-    const int o1 = (a == 0) ? 1 : 0;
-    const int o2 = (a == 2) ? 1 : 2;
-    const int L = dims[a];
-    length_[d] = L;
-    int* out = site + d * sites_;
-    const int nlines = sites_ / (L > 0 ? L : 1);
-    for (int s = 0; s < L; ++s) {
-      const int pos = kReverse[d] ? L - 1 - s : s;
-      int l = 0;
-      for (int n = 0; n < N; ++n) {
-        for (int i1 = 0; i1 < dims[o1]; ++i1) {
-          for (int i2 = 0; i2 < dims[o2]; ++i2, ++l) {
-            out[s * nlines + l] = n * spatial_ + pos * strides[a]
-                + i1 * strides[o1] + i2 * strides[o2];
-          }
-        }
-      }
-    }
+  if (x.shape() != indexed_shape_) {
+    BuildSiteIndex(x.shape());
   }
   const int D = kNumDirections;
   x_lines_.Reshape(vector<int>{D, sites_, channels_});
@@ -286,8 +273,48 @@ void SpatialLSTMLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   cell_carry_.Reshape(vector<int>{sites_, hidden_});
   site_x_.Reshape(vector<int>{sites_, channels_});
   site_h_.Reshape(vector<int>{sites_, hidden_});
+}
+
+// Row r = s * lines + l of direction d: s the step along the swept axis
+// (reversed for the backward directions), l = (n * len1 + i1) * len2 + i2
+// over the other two axes in T, H, W order (as reid.ops.spatial_lstm). Built
+// only when the volume's shape changes: rewriting the indices (and the bias
+// multiplier) on every Reshape, i.e. every forward, would upload them to the
+// GPU each time.
+template <typename Dtype>
+void SpatialLSTMLayer<Dtype>::BuildSiteIndex(const vector<int>& shape) {
+  const int N = shape[0];
+  const int dims[3] = {shape[2], shape[3], shape[4]};   // T, H, W
+  const int strides[3] = {dims[1] * dims[2], dims[2], 1};
+  for (int d = 0; d < kNumDirections; ++d) {
+    length_[d] = dims[kSweepAxis[d]];
+  }
+  indexed_shape_ = shape;
+  site_index_.Reshape(vector<int>(1, kNumDirections * sites_));
   bias_multiplier_.Reshape(vector<int>(1, sites_));
+  if (sites_ == 0) { return; }  // an empty volume has no sites to index
   caffe_set(sites_, Dtype(1), bias_multiplier_.mutable_cpu_data());
+  int* site = site_index_.mutable_cpu_data();
+  for (int d = 0; d < kNumDirections; ++d) {
+    const int a = kSweepAxis[d];
+    const int o1 = (a == 0) ? 1 : 0;
+    const int o2 = (a == 2) ? 1 : 2;
+    const int L = dims[a];
+    int* out = site + d * sites_;
+    const int nlines = sites_ / L;
+    for (int s = 0; s < L; ++s) {
+      const int pos = kReverse[d] ? L - 1 - s : s;
+      int l = 0;
+      for (int n = 0; n < N; ++n) {
+        for (int i1 = 0; i1 < dims[o1]; ++i1) {
+          for (int i2 = 0; i2 < dims[o2]; ++i2, ++l) {
+            out[s * nlines + l] = n * spatial_ + pos * strides[a]
+                + i1 * strides[o1] + i2 * strides[o2];
+          }
+        }
+      }
+    }
+  }
 }
 
 template <typename Dtype>

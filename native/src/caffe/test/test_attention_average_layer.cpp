@@ -97,6 +97,42 @@ TYPED_TEST(AttentionAverageLayerTest, TestLargeScoresDoNotOverflow) {
   }
 }
 
+// An empty batch passes through on both devices (a kernel launch of zero
+// blocks would abort).
+TYPED_TEST(AttentionAverageLayerTest, TestEmptyBatch) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->features_->Reshape(vector<int>{0, 3, 4});
+  this->scores_->Reshape(vector<int>{0, 3});
+  this->top_.push_back(this->weights_);
+  LayerParameter layer_param;
+  AttentionAverageLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->bottom_, this->top_);
+  layer.Forward(this->bottom_, this->top_);
+  layer.Backward(this->top_, vector<bool>(2, true), this->bottom_);
+  EXPECT_EQ(this->average_->shape(), (vector<int>{0, 4}));
+  EXPECT_EQ(this->weights_->shape(), (vector<int>{0, 3}));
+}
+
+// A softmax over zero steps, or features with nothing to average, is an
+// error in Reshape, not a read past the end.
+TYPED_TEST(AttentionAverageLayerTest, TestNoStepsOrNoFeaturesFail) {
+  typedef typename TypeParam::Dtype Dtype;
+  // A fresh process per death test: the GPU runtime has threads to fork.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter layer_param;
+  layer_param.set_name("tam");
+  this->features_->Reshape(vector<int>{2, 0, 4});
+  this->scores_->Reshape(vector<int>{2, 0});
+  AttentionAverageLayer<Dtype> no_steps(layer_param);
+  EXPECT_DEATH(no_steps.SetUp(this->bottom_, this->top_),
+               "tam: features 2 0 4 \\(0\\) have no steps on axis 1");
+  this->features_->Reshape(vector<int>{2, 3, 0});
+  this->scores_->Reshape(vector<int>{2, 3});
+  AttentionAverageLayer<Dtype> no_features(layer_param);
+  EXPECT_DEATH(no_features.SetUp(this->bottom_, this->top_),
+               "tam: features 2 3 0 \\(0\\) are empty after axis 1");
+}
+
 TYPED_TEST(AttentionAverageLayerTest, TestGradient) {
   typedef typename TypeParam::Dtype Dtype;
   LayerParameter layer_param;

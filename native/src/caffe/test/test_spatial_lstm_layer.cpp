@@ -20,6 +20,16 @@
 
 namespace caffe {
 
+// Access to the site indices, for the test that they are built only when the
+// bottom's shape changes.
+template <typename Dtype>
+class SpatialLSTMProbe : public SpatialLSTMLayer<Dtype> {
+ public:
+  explicit SpatialLSTMProbe(const LayerParameter& param)
+      : SpatialLSTMLayer<Dtype>(param) {}
+  Blob<int>& site_index() { return this->site_index_; }
+};
+
 template <typename TypeParam>
 class SpatialLSTMLayerTest : public MultiDeviceTest<TypeParam> {
   typedef typename TypeParam::Dtype Dtype;
@@ -41,6 +51,7 @@ class SpatialLSTMLayerTest : public MultiDeviceTest<TypeParam> {
     vector<int> shape(5);
     shape[0] = n; shape[1] = c; shape[2] = t; shape[3] = h; shape[4] = w;
     bottom_.Reshape(shape);
+    if (bottom_.count() == 0) { return; }  // Caffe's fillers reject empty blobs
     FillerParameter fp;
     fp.set_std(1);
     GaussianFiller<Dtype> filler(fp);
@@ -295,6 +306,121 @@ TYPED_TEST(SpatialLSTMLayerTest, TestReshape) {
   for (int i = 0; i < reshaped.count(); ++i) {
     EXPECT_NEAR(reshaped.cpu_data()[i], this->top_.cpu_data()[i], 1e-6);
   }
+}
+
+// The 6P site indices (and the bias multiplier) are rebuilt, and so uploaded
+// to the GPU again, only when the bottom's shape changes, not on every
+// Reshape (every forward): a mark left in them survives a Reshape to the same
+// shape, and a change of shape (and back) rebuilds them exactly.
+TYPED_TEST(SpatialLSTMLayerTest, TestSiteIndexBuiltOnlyWhenShapeChanges) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Shape(2, 2, 2, 3, 4);
+  SpatialLSTMProbe<Dtype> layer(this->layer_param_);
+  layer.SetUp(this->bottom_vec_, this->top_vec_);
+  const Blob<int>& index = layer.site_index();
+  ASSERT_EQ(6 * 2 * 2 * 3 * 4, index.count());
+  const vector<int> built(index.cpu_data(), index.cpu_data() + index.count());
+  ASSERT_NE(built[0], built[1]);
+  std::swap(layer.site_index().mutable_cpu_data()[0],
+            layer.site_index().mutable_cpu_data()[1]);
+  layer.Reshape(this->bottom_vec_, this->top_vec_);
+  EXPECT_EQ(built[1], index.cpu_data()[0]) << "rebuilt for the same shape";
+  this->Shape(1, 2, 4, 2, 1);
+  layer.Reshape(this->bottom_vec_, this->top_vec_);
+  SpatialLSTMProbe<Dtype> fresh(this->layer_param_);
+  fresh.SetUp(this->bottom_vec_, this->top_vec_);
+  ASSERT_EQ(fresh.site_index().count(), index.count());
+  for (int i = 0; i < index.count(); ++i) {
+    EXPECT_EQ(fresh.site_index().cpu_data()[i], index.cpu_data()[i]) << i;
+  }
+  this->Shape(2, 2, 2, 3, 4);
+  layer.Reshape(this->bottom_vec_, this->top_vec_);
+  ASSERT_EQ(built.size(), index.count());
+  for (int i = 0; i < index.count(); ++i) {
+    EXPECT_EQ(built[i], index.cpu_data()[i]) << i;
+  }
+}
+
+// An empty batch passes through on both devices.
+TYPED_TEST(SpatialLSTMLayerTest, TestEmptyBatch) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Shape(0, 2, 2, 3, 4);
+  SpatialLSTMLayer<Dtype> layer(this->layer_param_);
+  layer.SetUp(this->bottom_vec_, this->top_vec_);
+  layer.Forward(this->bottom_vec_, this->top_vec_);
+  layer.Backward(this->top_vec_, vector<bool>(1, true), this->bottom_vec_);
+  EXPECT_TRUE(this->top_.shape()
+              == (vector<int>{0, 6 * this->hidden_, 2, 3, 4}));
+}
+
+TYPED_TEST(SpatialLSTMLayerTest, TestNoChannelsFails) {
+  typedef typename TypeParam::Dtype Dtype;
+  // A fresh process per death test: the GPU runtime has threads to fork.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  this->Shape(1, 0, 2, 3, 4);
+  this->layer_param_.set_name("srm");
+  SpatialLSTMLayer<Dtype> layer(this->layer_param_);
+  EXPECT_DEATH(layer.SetUp(this->bottom_vec_, this->top_vec_),
+               "srm: the bottom has no channels");
+}
+
+// Blobs given in the layer parameter (a net that carries its weights) are
+// used as they are, get gradients like filled ones, and must have the shapes
+// the layer would create.
+TYPED_TEST(SpatialLSTMLayerTest, TestGivenBlobs) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Shape(2, 3, 2, 3, 2);
+  SpatialLSTMLayer<Dtype> filled(this->layer_param_);
+  filled.SetUp(this->bottom_vec_, this->top_vec_);
+  LayerParameter given_param(this->layer_param_);
+  for (int k = 0; k < 18; ++k) {
+    filled.blobs()[k]->ToProto(given_param.add_blobs());
+  }
+  SpatialLSTMLayer<Dtype> given(given_param);
+  Blob<Dtype> top2;
+  vector<Blob<Dtype>*> top2_vec(1, &top2);
+  given.SetUp(this->bottom_vec_, top2_vec);
+  filled.Forward(this->bottom_vec_, this->top_vec_);
+  given.Forward(this->bottom_vec_, top2_vec);
+  FillerParameter fp;
+  fp.set_std(1);
+  GaussianFiller<Dtype> filler(fp);
+  filler.Fill(&this->top_);
+  caffe_copy(top2.count(), this->top_.cpu_data(), top2.mutable_cpu_diff());
+  caffe_copy(top2.count(), this->top_.cpu_data(),
+             this->top_.mutable_cpu_diff());
+  for (int k = 0; k < 18; ++k) {
+    caffe_set(filled.blobs()[k]->count(), Dtype(0),
+              filled.blobs()[k]->mutable_cpu_diff());
+    caffe_set(given.blobs()[k]->count(), Dtype(0),
+              given.blobs()[k]->mutable_cpu_diff());
+  }
+  filled.Backward(this->top_vec_, vector<bool>(1, false), this->bottom_vec_);
+  given.Backward(top2_vec, vector<bool>(1, false), this->bottom_vec_);
+  for (int k = 0; k < 18; ++k) {
+    const Blob<Dtype>& a = *filled.blobs()[k];
+    const Blob<Dtype>& b = *given.blobs()[k];
+    ASSERT_TRUE(a.shape() == b.shape()) << k;
+    Dtype scale = 0;
+    for (int i = 0; i < a.count(); ++i) {
+      scale = std::max(scale, std::abs(a.cpu_diff()[i]));
+      EXPECT_EQ(a.cpu_diff()[i], b.cpu_diff()[i]) << "blob " << k << "[" << i
+          << "]";
+    }
+    EXPECT_GT(scale, 0) << "blob " << k << " got no gradient";
+  }
+  // The blobs of a layer with Hd = 2 do not fit one with Hd = 3.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter other(this->layer_param_);
+  other.mutable_spatial_lstm_param()->set_num_output(2);
+  SpatialLSTMLayer<Dtype> small(other);
+  small.SetUp(this->bottom_vec_, top2_vec);
+  LayerParameter wrong(this->layer_param_);
+  wrong.set_name("srm");
+  for (int k = 0; k < 18; ++k) small.blobs()[k]->ToProto(wrong.add_blobs());
+  SpatialLSTMLayer<Dtype> mismatched(wrong);
+  EXPECT_DEATH(mismatched.SetUp(this->bottom_vec_, top2_vec),
+               "srm: parameter blob 0 has shape 8 3 \\(24\\), expected 12 3");
 }
 
 }  // namespace caffe

@@ -91,7 +91,7 @@ def test_buckets_hand_case():
     vals, cols, n = hits._sorted_candidates(d, np.array([[4, 2]]), np.array([[True, True]]))
     assert cols.tolist() == [[2, 4]] and n.tolist() == [2]
     b = hits._buckets_below(d, vals)[0]
-    hits._fix_ties(b, d[0], vals[0], cols[0], 2)
+    hits._fix_ties(b, d[0], np.append(vals[0], np.nan), cols[0], 2)
     assert b.tolist() == [0, 0, 1, 2, 2]
     assert hits._before(b, 2).tolist() == [2, 3]
 

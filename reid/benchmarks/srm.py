@@ -22,10 +22,9 @@ default is 1 (--threads to change it): with two OpenBLAS thread pools in one pro
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
+
+from reid.benchmarks import run_worker
 from reid.testing import net_from_prototxt
 
 DIRECTIONS = ("T+", "T-", "W+", "W-", "H+", "H-")
@@ -181,15 +180,10 @@ def main(argv=None):
     if a.worker:
         worker(a)
         return None
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads),
-               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    cmd = [sys.executable, "-m", "reid.benchmarks.srm", "--worker", "--n", str(a.n), "--c", str(a.c),
-           "--t", str(a.t), "--h", str(a.h), "--w", str(a.w), "--hd", str(a.hd),
-           "--repeats", str(a.repeats)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("SRM benchmark worker failed (%s):\n%s" % (" ".join(cmd), r.stderr[-3000:]))
-    table = format_table(a, json.loads(r.stdout.strip().splitlines()[-1]))
+    result = run_worker("reid.benchmarks.srm", [
+        "--n", a.n, "--c", a.c, "--t", a.t, "--h", a.h, "--w", a.w, "--hd", a.hd,
+        "--repeats", a.repeats], a.threads)
+    table = format_table(a, result)
     print(table)
     return table
 

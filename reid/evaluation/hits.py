@@ -144,21 +144,29 @@ def _buckets_below(d, vals):
     return b
 
 
-def _fix_ties(b, d, vals, cols, n):
+def _fix_ties(b, d, padded, cols, n):
     """Make b(j) = #{candidates c : (d_c, c) <= (d_j, j)} for one row, in place.
 
-    An item tied in value with the candidate right after its bucket (the candidates among
-    themselves always are) is at or after the candidates of that value with column <= j."""
-    padded = np.append(vals, np.nan)
+    padded: the row's sorted candidate values and one more NaN (b(j) may point past the
+    last).  An item tied in value with the candidate right after its bucket (the candidates
+    among themselves always are) is at or after those of that value with column <= j."""
     tied = np.flatnonzero(padded.take(b) == d)
     if tied.size:
-        extra = ((vals[None, :n] == d[tied, None]) & (cols[None, :n] <= tied[:, None])).sum(1)
+        extra = ((padded[None, :n] == d[tied, None]) & (cols[None, :n] <= tied[:, None])).sum(1)
         b[tied] += extra.astype(b.dtype)
 
 
 def _before(b, width):
     """#{j : b(j) <= k} for k < width: the items ranked before candidate k."""
     return np.cumsum(np.bincount(b, minlength=width + 1)[:width])
+
+
+def _before_rows(b, width):
+    """:func:`_before` of every row of b (R, m) at once (for the small excluded subsets)."""
+    R = b.shape[0]
+    keys = b.astype(np.int64) + (np.arange(R, dtype=np.int64) * (width + 1))[:, None]
+    cnt = np.bincount(keys.reshape(-1), minlength=R * (width + 1)).reshape(R, width + 1)
+    return np.cumsum(cnt[:, :width], axis=1)
 
 
 def by_ranks(d, q_pid, q_cam, candidates, g_cam, specs):
@@ -173,21 +181,19 @@ def by_ranks(d, q_pid, q_cam, candidates, g_cam, specs):
     vals, cols, n_valid = _sorted_candidates(d, *candidates.columns(q_pid))
     width = vals.shape[1]
     b = _buckets_below(d, vals)
-    ex_cols = [np.flatnonzero(ex) for ex, _ in specs]
     before_all = np.empty((R, width), np.int64)
-    before_ex = [np.empty((R, width), np.int64) for _ in specs]
+    padded = np.concatenate([vals, np.full((R, 1), np.nan)], axis=1)
     for r in range(R):                  # per row: the tables are small, the gathers cheap
-        _fix_ties(b[r], d[r], vals[r], cols[r], n_valid[r])
+        _fix_ties(b[r], d[r], padded[r], cols[r], n_valid[r])
         before_all[r] = _before(b[r], width)
-        for s, ec in enumerate(ex_cols):
-            before_ex[s][r] = _before(b[r, ec], width)
     valid = np.arange(width)[None, :] < n_valid[:, None]
     same_cam = (g_cam[cols] == q_cam[:, None]) & valid
     out = []
-    for (g_excluded, ap_rule), before_junk in zip(specs, before_ex):
+    for g_excluded, ap_rule in specs:
         excluded = g_excluded[cols] & valid
-        junk_cand = same_cam & ~excluded             # the excluded ones are counted already
-        before_junk += np.cumsum(junk_cand, axis=1) - junk_cand
+        junk_cand = same_cam & ~excluded             # the excluded ones are counted here:
+        before_junk = (_before_rows(b[:, np.flatnonzero(g_excluded)], width)
+                       + np.cumsum(junk_cand, axis=1) - junk_cand)
         good = valid & ~same_cam & ~excluded
         g_row, g_k = np.nonzero(good)                # row-major: each row's hits in rank order
         r = 1 + before_all[g_row, g_k] - before_junk[g_row, g_k]

@@ -125,3 +125,13 @@ def test_load_or_extract_extracts_once(setup):
     with pytest.raises(FeatureStoreError, match="computed from other chunks"):
         FeatureStore.load_or_extract(path, Identity(**dict(vars(s.ident), chunks="first")),
                                      s.dataset, s.tids, extract)
+
+
+def test_lazy_arrays_and_rows(setup):
+    s = setup
+    path = FeatureStore.write(s.tmp / "f.h5", s.dataset, s.tids, s.extracted, s.ident)
+    store = FeatureStore.open(path, arrays=("F",))
+    assert set(store.features) == {"F"}
+    np.testing.assert_array_equal(store.read_rows("pool5", [3, 0, 3]),
+                                  s.extracted["pool5"][[3, 0, 3]])
+    assert store.shape("pool5") == (4, 3, 8, 2, 2)

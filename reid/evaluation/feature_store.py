@@ -27,6 +27,7 @@ FORMAT = "reid-features"
 VERSION = 1
 INDEX_NAME = "index.json"          # the dataset index whose content identifies the data
 _HASH_BLOCK = 1 << 20
+ARRAYS = ("F", "pool5", "attention")   # the per-tracklet arrays, as FeatureExtractor names them
 
 
 class FeatureStoreError(ValueError):
@@ -146,10 +147,11 @@ class FeatureStore:
 
     # ---------------------------------------------------------------------- read
     @classmethod
-    def open(cls, path, expect=None, tids=None):
+    def open(cls, path, expect=None, tids=None, arrays=ARRAYS):
         """Read a feature file; with ``expect`` (an Identity) a file computed from other
         weights, nets, data, split or chunk mode is an error, as is (with ``tids``) one
-        holding other tracklets."""
+        holding other tracklets.  ``arrays``: which of F, pool5, attention to load (the
+        others stay on disk: :meth:`read_rows`)."""
         import h5py
         path = Path(path)
         if not path.is_file():
@@ -174,11 +176,25 @@ class FeatureStore:
             if not np.array_equal(rows, np.arange(file_tids.size)):
                 raise FeatureStoreError(f"{path}: pool5 is not one chunk per tracklet, which "
                                         f"this reader of version {VERSION} expects")
-            feats = {k: f[k][()] for k in ("F", "pool5", "attention") if k in f}
+            feats = {k: f[k][()] for k in arrays if k in f}
             info = {k[5:]: _text(v) for k, v in f.attrs.items() if k.startswith("info.")}
             roles = np.array([_text(r) for r in g["role"][()]])
             return cls(path, ident, file_tids, g["pid"][()], g["camera"][()], roles, feats,
                        info)
+
+    def read_rows(self, name, rows):
+        """Rows of a stored array (e.g. the pool5 of a few gallery tracklets), in the order
+        of ``rows``, without loading the rest."""
+        import h5py
+        rows = np.asarray(rows, dtype=np.int64)
+        uniq, inverse = np.unique(rows, return_inverse=True)   # h5py reads increasing rows
+        with h5py.File(self.path, "r") as f:
+            return f[name][uniq][inverse] if uniq.size else f[name][:0]
+
+    def shape(self, name):
+        import h5py
+        with h5py.File(self.path, "r") as f:
+            return f[name].shape
 
     @classmethod
     def load_or_extract(cls, path, identity, dataset, tids, extract, info=None):

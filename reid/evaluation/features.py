@@ -199,7 +199,7 @@ class Projections:
             rows = todo[s:s + self.BLOCK]
             y = self.scorer.project(self.pool5[rows])
             if self.y is None:          # pages are touched only for rows projected
-                self.y = np.empty((len(self.pool5),) + y.shape[1:], dtype=np.float32)
+                self.y = np.empty((len(self.pool5),) + y.shape[1:], dtype=y.dtype)
             self.y[rows] = y
             self.done[rows] = True
         return self.y[idx]

@@ -135,9 +135,14 @@ def _metric_batches(metric_fn, q_idx, g_idx, batch_size, progress):
     return out
 
 
-def _order_block(cols, score):
+def order_index(cols, score):
+    """Per row, the positions sorted by score descending, ties by gallery column ascending."""
+    return np.lexsort((cols, -score), axis=-1)
+
+
+def order_by_score(cols, score):
     """Sort each row of a block by score descending, ties by gallery column ascending."""
-    idx = np.lexsort((cols, -score), axis=-1)
+    idx = order_index(cols, score)
     return np.take_along_axis(cols, idx, 1), np.take_along_axis(score, idx, 1)
 
 
@@ -185,6 +190,6 @@ def rerank(d=None, metric_fn=None, *, k=100, lam=1.0, mode="joint", batch_size=4
     m = _metric_batches(metric_fn, q_idx, top.reshape(-1), int(batch_size),
                         progress).reshape(n_q, k)
     score = similarity(np.take_along_axis(d, top, 1), m, lam) if mode == "joint" else m
-    new_top, new_score = _order_block(top, score)
+    new_top, new_score = order_by_score(top, score)
     order[:, :k] = new_top
     return Ranking(order=order, k=k, mode=mode, lam=float(lam), scores=new_score)

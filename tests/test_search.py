@@ -109,3 +109,14 @@ def test_bad_input():
         S.GalleryIndex.build_from(np.ones((3, 2)), "hnsw", progress=False)
     with pytest.raises(P.EvaluationInputError, match="nlist must be in 1..3"):
         S.GalleryIndex.build_from(np.ones((3, 2)), "ivf", nlist=9, progress=False)
+
+
+def test_bench_small():
+    """The search bench end to end on a tiny gallery: visiting every IVF list is exhaustive."""
+    from reid.benchmarks import search as bench
+    rows = bench.main(["--gallery", "3000", "--dim", "16", "--queries", "10", "--nlist", "16",
+                       "--nprobe", "2,16", "--k", "20"])
+    assert [r[0] for r in rows] == ["flat (exact)", "ivf nlist 16 nprobe 2",
+                                    "ivf nlist 16 nprobe 16"]
+    assert rows[2][4] == 1.0 and 0 < rows[1][4] <= 1.0
+    assert rows[2][5] == rows[0][5] and 0 < rows[0][5] <= 1.0    # same results, same share

@@ -16,3 +16,14 @@ def run_worker(module, argv, threads):
     if r.returncode != 0:
         raise RuntimeError("benchmark worker failed (%s):\n%s" % (" ".join(cmd), r.stderr[-3000:]))
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def worker_main(module, a, worker_argv, worker, format_table):
+    """main() of a section measured in a worker process: in the worker (``a.worker``) run
+    ``worker(a)``; otherwise start it with ``worker_argv``, print and return the table."""
+    if a.worker:
+        worker(a)
+        return None
+    table = format_table(run_worker(module, worker_argv, a.threads))
+    print(table)
+    return table

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.benchmarks import run_worker
+from reid.benchmarks import worker_main
 
 MARS_QUERIES, MARS_TEST, TOP_K = 1980, 12180, 100
 
@@ -145,14 +145,9 @@ def format_table(result):
 
 def main(argv=None):
     a = _args(argv)
-    if a.worker:
-        worker(a)
-        return None
-    result = run_worker("reid.benchmarks.rescoring", [
-        "--pairs", a.pairs, "--batches", a.batches, "--repeats", a.repeats], a.threads)
-    table = format_table(result)
-    print(table)
-    return result
+    return worker_main("reid.benchmarks.rescoring", a, [
+        "--pairs", a.pairs, "--batches", a.batches, "--repeats", a.repeats], worker,
+        format_table)
 
 
 if __name__ == "__main__":

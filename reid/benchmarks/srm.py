@@ -24,7 +24,7 @@ import json
 import os
 import time
 
-from reid.benchmarks import run_worker
+from reid.benchmarks import worker_main
 from reid.testing import net_from_prototxt
 
 DIRECTIONS = ("T+", "T-", "W+", "W-", "H+", "H-")
@@ -177,15 +177,9 @@ def format_table(a, result):
 
 def main(argv=None):
     a = _args(argv)
-    if a.worker:
-        worker(a)
-        return None
-    result = run_worker("reid.benchmarks.srm", [
+    return worker_main("reid.benchmarks.srm", a, [
         "--n", a.n, "--c", a.c, "--t", a.t, "--h", a.h, "--w", a.w, "--hd", a.hd,
-        "--repeats", a.repeats], a.threads)
-    table = format_table(a, result)
-    print(table)
-    return table
+        "--repeats", a.repeats], worker, lambda result: format_table(a, result))
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 FORMAT = "reid-features"
 VERSION = 1
 INDEX_NAME = "index.json"          # the dataset index whose content identifies the data
 _HASH_BLOCK = 1 << 20
+_WRITE_ROWS = 256                   # pool5 rows per write (progress)
 ARRAYS = ("F", "pool5", "attention")   # the per-tracklet arrays, as FeatureExtractor names them
 
 
@@ -107,7 +109,8 @@ class FeatureStore:
 
     # ---------------------------------------------------------------------- write
     @staticmethod
-    def write(path, dataset, tids, extracted, identity, info=None, compression=None):
+    def write(path, dataset, tids, extracted, identity, info=None, compression=None,
+              progress=False):
         """Write FeatureExtractor output for ``tids`` of ``dataset``; returns the path.
 
         extracted: {'F': (n, D), 'pool5': (n, T, C, H, W), 'attention': optional}; info:
@@ -134,9 +137,12 @@ class FeatureStore:
             g["num_frames"] = np.array([t.num_frames for t in tr], dtype=np.int64)
             g["role"] = np.array([t.role for t in tr], dtype=h5py.string_dtype())
             f.create_dataset("F", data=extracted["F"], compression=compression)
-            p5 = np.asarray(extracted["pool5"])
-            f.create_dataset("pool5", data=p5, chunks=(1,) + p5.shape[1:],
-                             compression=compression)
+            p5 = extracted["pool5"]
+            ds = f.create_dataset("pool5", shape=p5.shape, dtype=p5.dtype,
+                                  chunks=(1,) + p5.shape[1:], compression=compression)
+            for s in tqdm(range(0, tids.size, _WRITE_ROWS), desc="pool5 -> " + path.name,
+                          unit="block", disable=not progress):
+                ds[s:s + _WRITE_ROWS] = p5[s:s + _WRITE_ROWS]     # 2.5 GiB on MARS
             f["pool5_row"] = np.arange(tids.size, dtype=np.int64)   # tracklet row of each
             f["pool5_start"] = np.zeros(tids.size, dtype=np.int64)  # its first frame
             if "attention" in extracted:
@@ -197,11 +203,12 @@ class FeatureStore:
             return f[name].shape
 
     @classmethod
-    def load_or_extract(cls, path, identity, dataset, tids, extract, info=None):
+    def load_or_extract(cls, path, identity, dataset, tids, extract, info=None,
+                        progress=False):
         """The features of ``tids``: from ``path`` when it exists (and matches ``identity``,
         else an error), otherwise ``extract()`` and write them there first."""
         if not Path(path).exists():
-            cls.write(path, dataset, tids, extract(), identity, info)
+            cls.write(path, dataset, tids, extract(), identity, info, progress=progress)
         return cls.open(path, identity, tids).features
 
 

@@ -191,7 +191,7 @@ def by_ranks(d, q_pid, q_cam, candidates, g_cam, specs):
     out = []
     for g_excluded, ap_rule in specs:
         excluded = g_excluded[cols] & valid
-        junk_cand = same_cam & ~excluded             # the excluded ones are counted here:
+        junk_cand = same_cam & ~excluded             # the excluded: in _before_rows below
         before_junk = (_before_rows(b[:, np.flatnonzero(g_excluded)], width)
                        + np.cumsum(junk_cand, axis=1) - junk_cand)
         good = valid & ~same_cam & ~excluded

@@ -90,7 +90,7 @@ def _time_once(net):
     return t1 - t0, t2 - t1
 
 
-def _gemm_floor(shape, hd):
+def _gemm_floor(shape, hd, clock=time.perf_counter):
     """The sweep's matrix products alone (NumPy's BLAS): a lower bound for any implementation."""
     import numpy as np
     N, C, T, H, W = shape
@@ -104,19 +104,19 @@ def _gemm_floor(shape, hd):
     W_hc = rng.normal(size=(G, hd)).astype(np.float32)
 
     def run():
-        t0 = time.perf_counter()
+        t0 = clock()
         for L in (T, T, W, W, H, H):
             nl = P // L
             np.matmul(X, W_xc.T, out=A)
             for s in range(1, L):
                 A[s * nl:(s + 1) * nl] += Hs[(s - 1) * nl:s * nl] @ W_hc.T
-        t1 = time.perf_counter()
+        t1 = clock()
         for L in (T, T, W, W, H, H):
             nl = P // L
             for s in range(L - 1, 0, -1):
                 Hs[(s - 1) * nl:s * nl] += dA[s * nl:(s + 1) * nl] @ W_hc
             dA.T @ X, dA[nl:].T @ Hs[:P - nl], dA @ W_xc
-        return t1 - t0, time.perf_counter() - t1
+        return t1 - t0, clock() - t1
     return run
 
 

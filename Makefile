@@ -1,6 +1,7 @@
 # Fresh-machine entry points: `make demo` (the main job, end to end) and `make test`.
 CUDA ?= auto
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: setup test gtest pytest demo bench clean
 
@@ -14,7 +15,7 @@ demo: setup
 	bin/python tools/demo.py
 
 bench: setup
-	bin/python tools/bench.py
+	bin/python tools/bench.py $(BENCH)
 
 clean:
 	rm -rf .caffe .venv out

@@ -2,7 +2,7 @@
 
 The pool is the batch's 3B sequences in the order [anchors; positives; negatives] (pool
 index k = anchor k, B + k = positive k, 2B + k = the sampled negative k). For every anchor
-the layer picks a sequence of another identity from the pool (reid.mining.mine_negatives:
+the layer picks a sequence of another identity from the pool (reid.ops.mining.mine_negatives:
 ``hard`` = nearest in L2-normalised F, ``semihard`` or ``random``) and outputs its pool index
 as a float, ready for Caffe's BatchReindex. Reindexing both the concatenated features and
 the concatenated pool5 volumes with the same indices gives the triplet loss and the SRM
@@ -39,7 +39,7 @@ param_str (json): {"mode": "hard" | "semihard" | "random", "seed": int or null}.
 import caffe
 import numpy as np
 
-from reid import mining
+from reid.ops import mining
 from python_layers.params import blob_list, parse_params, report_errors
 
 

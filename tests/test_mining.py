@@ -8,7 +8,7 @@ import numpy as np
 from reid.testing import net_from_prototxt
 import pytest
 
-from reid import mining
+from reid.ops import mining
 
 
 def _unit(deg, scale=1.0):

@@ -77,16 +77,6 @@ def test_bad_shapes_raise():
         triplet.triplet_forward(np.ones((2, 3)), np.ones((2, 3)), np.ones((3, 3)))
 
 
-def test_pairwise_distances_match_definition():
-    rng = np.random.default_rng(0)
-    F, G = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
-    d = triplet.pairwise_distances(F, G)
-    Fh = F / np.linalg.norm(F, axis=1, keepdims=True)
-    Gh = G / np.linalg.norm(G, axis=1, keepdims=True)
-    want = np.linalg.norm(Fh[:, None] - Gh[None], axis=2)
-    np.testing.assert_allclose(d, want, atol=1e-12)
-
-
 NET = """
 force_backward: true
 layer {{ name: "in" type: "Input" top: "a" top: "p" top: "n"

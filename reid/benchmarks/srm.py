@@ -22,10 +22,9 @@ default is 1 (--threads to change it): with two OpenBLAS thread pools in one pro
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
+
+from reid.benchmarks import worker_main
 from reid.testing import net_from_prototxt
 
 DIRECTIONS = ("T+", "T-", "W+", "W-", "H+", "H-")
@@ -91,7 +90,7 @@ def _time_once(net):
     return t1 - t0, t2 - t1
 
 
-def _gemm_floor(shape, hd):
+def _gemm_floor(shape, hd, clock=time.perf_counter):
     """The sweep's matrix products alone (NumPy's BLAS): a lower bound for any implementation."""
     import numpy as np
     N, C, T, H, W = shape
@@ -105,19 +104,19 @@ def _gemm_floor(shape, hd):
     W_hc = rng.normal(size=(G, hd)).astype(np.float32)
 
     def run():
-        t0 = time.perf_counter()
+        t0 = clock()
         for L in (T, T, W, W, H, H):
             nl = P // L
             np.matmul(X, W_xc.T, out=A)
             for s in range(1, L):
                 A[s * nl:(s + 1) * nl] += Hs[(s - 1) * nl:s * nl] @ W_hc.T
-        t1 = time.perf_counter()
+        t1 = clock()
         for L in (T, T, W, W, H, H):
             nl = P // L
             for s in range(L - 1, 0, -1):
                 Hs[(s - 1) * nl:s * nl] += dA[s * nl:(s + 1) * nl] @ W_hc
             dA.T @ X, dA[nl:].T @ Hs[:P - nl], dA @ W_xc
-        return t1 - t0, time.perf_counter() - t1
+        return t1 - t0, clock() - t1
     return run
 
 
@@ -178,20 +177,9 @@ def format_table(a, result):
 
 def main(argv=None):
     a = _args(argv)
-    if a.worker:
-        worker(a)
-        return None
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads),
-               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    cmd = [sys.executable, "-m", "reid.benchmarks.srm", "--worker", "--n", str(a.n), "--c", str(a.c),
-           "--t", str(a.t), "--h", str(a.h), "--w", str(a.w), "--hd", str(a.hd),
-           "--repeats", str(a.repeats)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("SRM benchmark worker failed (%s):\n%s" % (" ".join(cmd), r.stderr[-3000:]))
-    table = format_table(a, json.loads(r.stdout.strip().splitlines()[-1]))
-    print(table)
-    return table
+    return worker_main("reid.benchmarks.srm", a, [
+        "--n", a.n, "--c", a.c, "--t", a.t, "--h", a.h, "--w", a.w, "--hd", a.hd,
+        "--repeats", a.repeats], worker, lambda result: format_table(a, result))
 
 
 if __name__ == "__main__":

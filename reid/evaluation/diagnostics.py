@@ -4,7 +4,9 @@ the generator degraded.
 """
 import numpy as np
 
-from . import protocols, rerank
+from reid.ops.distance import euclidean_distance
+
+from . import protocols
 
 
 def chance_rank1(dataset, draws=50):
@@ -25,7 +27,7 @@ def chance_rank1(dataset, draws=50):
 def feature_spread(scored):
     """Mean pairwise distance of the L2-normalised test features F (0 = collapsed to a point,
     ~1.41 = orthogonal): a collapsed feature model is visible here before in the ranks."""
-    d = rerank.euclidean_distance(scored.features["F"], scored.features["F"])
+    d = euclidean_distance(scored.features["F"], scored.features["F"])
     n = d.shape[0]
     return float(d.sum() / max(1, n * (n - 1)))
 

@@ -4,7 +4,7 @@ FeatureExtractor: F(x) of every tracklet from the deploy_features net, the track
 chunks of T frames and F averaged over them (default) or from its first T frames; plus the
 pool5 volume and the TAM attention weights of the first chunk. MetricScorer: M(xi, xj) from
 the deploy_metric net for pairs of pool5 volumes, in batches, as the metric_fn of
-reid.evaluation.rerank.
+reid.evaluation.rerank, with the SRM's first (linear) layer applied once per tracklet.
 """
 import os
 
@@ -115,14 +115,54 @@ class FeatureExtractor:
 
 
 class MetricScorer:
-    """M(xi, xj) = softmax(logits)[same] of the SRM / DIFF head for pool5 pairs."""
+    """M(xi, xj) = softmax(logits)[same] of the SRM / DIFF head for pool5 pairs (paper 3.3).
+
+    The head's first operation is linear (reid/nets/metric.py): srm_reduce, a 1x1 conv of
+    D = pool5(xi) - pool5(xj), equals Y(xi) - Y(xj) + bias with Y = W pool5 (per frame and
+    position).  So every tracklet is projected once (:meth:`project`, C -> C1 channels, one
+    NumPy GEMM), a pair costs a subtraction, and the deploy net runs from the ReLU after
+    srm_reduce on (``net.forward(start=...)``): the same net and caffemodel, its srm_diff and
+    srm_reduce layers skipped.  :meth:`full_forward` is the whole net on the pool5 pairs,
+    kept as the reference (equal to float32 rounding).
+    """
+    REDUCE, AFTER_REDUCE = "srm_reduce", "srm_reduce_relu"
 
     def __init__(self, prototxt, weights):
         self.net = load_net(prototxt, weights)
-        self.N = self.net.blobs["pool5_a"].data.shape[0]
+        self.N, self.T = self.net.blobs["pool5_a"].data.shape[:2]
+        if self.REDUCE not in self.net.params or self.AFTER_REDUCE not in self.net._layer_names:
+            raise ValueError("%s: no %s / %s layers: not a deploy_metric net of reid.nets"
+                             % (prototxt, self.REDUCE, self.AFTER_REDUCE))
+        w, b = self.net.params[self.REDUCE]
+        self.W = w.data.reshape(w.data.shape[0], -1).copy()          # (C1, C)
+        self.bias = b.data.reshape(1, 1, -1, 1, 1).copy()
+
+    def project(self, pool5):
+        """Y = W pool5 without bias: (n, T, C, H, W) -> (n, T, C1, H, W) float32."""
+        x = np.asarray(pool5, dtype=np.float32)
+        n, T, C, H, W = x.shape
+        y = np.matmul(self.W, x.reshape(n * T, C, H * W))
+        return y.reshape(n, T, -1, H, W)
+
+    def score_projected(self, ya, yb):
+        """M for pairs of projected volumes ya[i], yb[i] (n, T, C1, H, W)."""
+        out = np.empty(len(ya))
+        e = self.net.blobs[self.REDUCE].data.reshape((self.N,) + ya.shape[1:])  # a view
+        for s in range(0, len(ya), self.N):
+            n = min(self.N, len(ya) - s)
+            np.subtract(ya[s:s + n], yb[s:s + n], out=e[:n])
+            e[:n] += self.bias
+            e[n:] = e[n - 1]
+            self.net.forward(start=self.AFTER_REDUCE)
+            out[s:s + n] = self.net.blobs["prob"].data[:n, 1]
+        return out
 
     def __call__(self, a, b):
         """a, b: (n, T, C, H, W) pool5 volumes; returns M (n,)."""
+        return self.score_projected(self.project(a), self.project(b))
+
+    def full_forward(self, a, b):
+        """M through the whole net, srm_diff and srm_reduce included (the reference)."""
         out = np.empty(len(a))
         for s in range(0, len(a), self.N):
             n = min(self.N, len(a) - s)
@@ -135,7 +175,31 @@ class MetricScorer:
         return out
 
     def metric_fn(self, query_pool5, gallery_pool5):
-        """The rerank metric_fn: M for (query row, gallery column) index pairs."""
+        """The rerank metric_fn: M for (query row, gallery column) index pairs; each
+        tracklet is projected once, when a pair first needs it."""
+        yq, yg = Projections(self, query_pool5), Projections(self, gallery_pool5)
+
         def fn(q_idx, g_idx):
-            return self(query_pool5[np.asarray(q_idx)], gallery_pool5[np.asarray(g_idx)])
+            return self.score_projected(yq[np.asarray(q_idx)], yg[np.asarray(g_idx)])
         return fn
+
+
+class Projections:
+    """Y = W pool5 of the rows of a pool5 array, each computed on first use and kept."""
+    BLOCK = 256                         # rows projected per GEMM (bounds the pool5 copy)
+
+    def __init__(self, scorer, pool5):
+        self.scorer, self.pool5 = scorer, pool5
+        self.y, self.done = None, np.zeros(len(pool5), dtype=bool)
+
+    def __getitem__(self, idx):
+        idx = np.asarray(idx, dtype=np.int64)
+        todo = np.unique(idx[~self.done[idx]])
+        for s in range(0, todo.size, self.BLOCK):
+            rows = todo[s:s + self.BLOCK]
+            y = self.scorer.project(self.pool5[rows])
+            if self.y is None:          # pages are touched only for rows projected
+                self.y = np.empty((len(self.pool5),) + y.shape[1:], dtype=y.dtype)
+            self.y[rows] = y
+            self.done[rows] = True
+        return self.y[idx]

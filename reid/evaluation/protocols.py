@@ -34,11 +34,15 @@ Protocols
     ground truth per probe; CMC at ranks 1, 5, 10, 20 and AP (= 1 / rank of the match),
     averaged over the 10 splits with their standard deviation.
 
-Speed: the whole matrix is argsorted once (row chunks on a thread pool: NumPy's sort and
-gathers release the GIL), good/junk are boolean masks, hits are found with ``np.nonzero``;
-there is no per-query Python loop over the gallery.  ``kit_reference_ap_cmc`` is a literal,
-slow, loop-by-loop transcription of compute_AP.m kept only to cross-check the vectorised
-code in tests and benchmarks.
+Speed: a protocol needs only the non-junk ranks of each query's good items, so distance
+matrices are not sorted: reid.evaluation.hits.by_ranks places every gallery item among the
+query's own candidates (the items of its person) with one vectorised comparison per
+candidate, and both MARS protocols share that pass (``method="ranks"``, the default).  The
+full stable argsort of every row (``method="sort"``, hits.by_sort) is kept as the reference;
+both give identical results, ties included.  Row chunks run on a thread pool (NumPy's
+comparisons and sorts release the GIL); no Python loop runs over gallery items.
+``kit_reference_ap_cmc`` is a literal, slow, loop-by-loop transcription of compute_AP.m kept
+only to cross-check the vectorised code in tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from . import hits
 
 MARS_OFFICIAL = "mars_official"
 MARS_COMMON = "mars_common"
@@ -95,7 +101,8 @@ def _check_source(source, n_query, n_gallery, what):
     if kind == "distance matrix":
         if not np.issubdtype(mat.dtype, np.number):
             raise EvaluationInputError(f"{what}: distance matrix must be numeric, got {mat.dtype}")
-        if np.issubdtype(mat.dtype, np.floating) and np.isnan(mat).any():
+        # min() propagates NaN: one pass, no (n_query, n_gallery) temporary
+        if np.issubdtype(mat.dtype, np.floating) and mat.size and np.isnan(mat.min()):
             raise EvaluationInputError(f"{what}: distance matrix contains NaN")
     elif not np.issubdtype(mat.dtype, np.integer):
         raise EvaluationInputError(f"{what}: ranking.order must hold integer column indices")
@@ -127,28 +134,6 @@ def _workers(workers):
     return max(1, int(workers))
 
 
-def _row_take(a, order):
-    """``np.take_along_axis(a, order, 1)`` for 2-D arrays via a flat ``np.take``
-    (2.5-4x faster at MARS width)."""
-    a = np.ascontiguousarray(a)
-    flat = order + (np.arange(order.shape[0], dtype=order.dtype) * a.shape[1])[:, None]
-    return np.take(a.reshape(-1), flat)
-
-
-def _stable_order_rows(dist):
-    """Stable ascending argsort of each row (ties -> lower column first).
-
-    Quicksort is ~2.5x faster than NumPy's stable sort for floats; rows that contain equal
-    values are re-sorted stably, so the result equals ``argsort(kind='stable')``.
-    """
-    order = np.argsort(dist, axis=1, kind="quicksort")
-    srt = _row_take(dist, order)
-    tied = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
-    if tied.size:
-        order[tied] = np.argsort(dist[tied], axis=1, kind="stable")
-    return order
-
-
 def rank_order(dist, workers=None):
     """Gallery column indices of each row of ``dist`` best (smallest) first, ties by column.
 
@@ -163,7 +148,7 @@ def rank_order(dist, workers=None):
     out = np.empty(dist.shape, dtype=np.intp)
 
     def work(sl):
-        out[sl] = _stable_order_rows(dist[sl])
+        out[sl] = hits.stable_order_rows(dist[sl])
 
     _run_chunks(work, chunks, workers)
     return out
@@ -178,58 +163,51 @@ def _run_chunks(fn, chunks, workers):
 
 
 # ----------------------------------------------------------------------------- core
-def _hits_chunk(rows, source, q_pid, q_cam, g_pid, g_cam, g_excluded, ap_rule):
-    """Non-junk ranks of the good items of the query ``rows`` -> (first_rank, ap, n_good).
+METHODS = ("ranks", "sort")
 
-    junk = ``g_excluded`` | (same pid & same camera); good = same pid & other camera & not
-    junk (e.g. another query of the person, outside the common variant's gallery).
+
+def _evaluate_core(source, q_pid, q_cam, g_pid, g_cam, g_excluded, ap_rule, workers,
+                   method="ranks"):
+    """(first, ap, n_good) per query; ``g_excluded``/``ap_rule`` may be lists (one protocol
+    each, sharing the work), then a list of such triples is returned.
+
+    method "ranks": hits.by_ranks (no sort of the rows); "sort": hits.by_sort on the full
+    stable ranking (the reference).  A Ranking source has its order already: by_sort.
     """
-    if hasattr(source, "order"):
-        order = np.asarray(source.order[rows])
-    else:
-        order = _stable_order_rows(np.asarray(source[rows]))
-    n_rows, n_gal = order.shape
-    same = g_pid[None, :] == q_pid[rows, None]
-    same_cam = g_cam[None, :] == q_cam[rows, None]
-    junk = (same & same_cam) | g_excluded[None, :]
-    good = same & ~junk                  # excluded columns are never good
-    code = good.view(np.int8) + (junk.view(np.int8) << 1)        # 1 good, 2 junk, 0 other
-    code = _row_take(code, order).reshape(-1)                      # in ranked order, flat
-    marked = np.flatnonzero(code)                                  # row-major => rank order
-    kind = code[marked]
-    g_key, j_key = marked[kind == 1], marked[kind == 2]            # flat keys row*n + col
-    g_row, g_col = np.divmod(g_key, n_gal)
-    # junk ranked before each hit in its row
-    junk_before = np.searchsorted(j_key, g_key) - np.searchsorted(j_key, g_row * n_gal)
-    r = (g_col - junk_before + 1).astype(np.float64)               # 1-based non-junk rank
-    n_good = np.bincount(g_row, minlength=n_rows)
-    starts = np.cumsum(n_good) - n_good
-    k = (np.arange(g_row.size) - starts[g_row] + 1).astype(np.float64)  # hit number
-    first = np.full(n_rows, np.inf)
-    first[g_row[k == 1]] = r[k == 1]
-    if ap_rule == "kit":
-        prev = np.where(r > 1, (k - 1) / np.maximum(r - 1, 1), 1.0)
-        contrib = (prev + k / r) / 2.0
-    elif ap_rule == "noninterp":
-        contrib = k / r
-    else:
-        raise EvaluationInputError(f"unknown ap_rule {ap_rule!r}")
-    sums = np.bincount(g_row, weights=contrib, minlength=n_rows)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = np.where(n_good > 0, sums / np.maximum(n_good, 1), np.nan)
-    return first, ap, n_good
-
-
-def _evaluate_core(source, q_pid, q_cam, g_pid, g_cam, g_excluded, ap_rule, workers):
+    single = not isinstance(ap_rule, (list, tuple))
+    specs = list(zip([g_excluded], [ap_rule]) if single else zip(g_excluded, ap_rule))
+    if method not in METHODS:
+        raise EvaluationInputError(f"method must be one of {METHODS}, got {method!r}")
     n_q = q_pid.size
-    chunks = [slice(i, min(i + _CHUNK_ROWS, n_q)) for i in range(0, n_q, _CHUNK_ROWS)]
-    parts = _run_chunks(
-        lambda rows: _hits_chunk(rows, source, q_pid, q_cam, g_pid, g_cam, g_excluded, ap_rule),
-        chunks, workers)
-    first = np.concatenate([p[0] for p in parts])
-    ap = np.concatenate([p[1] for p in parts])
-    n_good = np.concatenate([p[2] for p in parts])
-    return first, ap, n_good
+    if method == "ranks" and not hasattr(source, "order"):
+        cand = hits.Candidates(g_pid)
+        # rows with similar candidate counts together: one chunk pads to its longest row
+        by_count = np.argsort(cand.count(q_pid)[0], kind="stable")
+        chunks = [np.sort(by_count[i:i + _CHUNK_ROWS]) for i in range(0, n_q, _CHUNK_ROWS)]
+        parts = _run_chunks(lambda rows: hits.by_ranks(
+            np.asarray(source[rows]), q_pid[rows], q_cam[rows], cand, g_cam, specs),
+            chunks, workers)
+    else:
+        chunks = [np.arange(i, min(i + _CHUNK_ROWS, n_q)) for i in range(0, n_q, _CHUNK_ROWS)]
+        parts = _run_chunks(lambda rows: [hits.by_sort(
+            _order_of(source, rows), q_pid[rows], q_cam[rows], g_pid, g_cam, ex, rule)
+            for ex, rule in specs], chunks, workers)
+    rows = np.concatenate(chunks)
+    out = []
+    for s in range(len(specs)):
+        triple = []
+        for f in range(3):
+            v = np.empty(n_q, dtype=parts[0][s][f].dtype)
+            v[rows] = np.concatenate([p[s][f] for p in parts])
+            triple.append(v)
+        out.append(tuple(triple))
+    return out[0] if single else out
+
+
+def _order_of(source, rows):
+    if hasattr(source, "order"):
+        return np.asarray(source.order[rows])
+    return hits.stable_order_rows(np.asarray(source[rows]))
 
 
 def _summarise(first, ap, n_gallery_ranked, ranks, max_rank):
@@ -269,8 +247,7 @@ def _check_mars(source, pids, cams, query_idx, what):
     return pids, cams, q
 
 
-def evaluate_mars_official(source, pids, cams, query_idx, *, ranks=DEFAULT_RANKS,
-                           max_rank=DEFAULT_MAX_RANK, workers=None, dataset="mars"):
+def evaluate_mars_official(source, pids, cams, query_idx, **kw):
     """MARS official protocol (evaluation kit semantics; see the module docstring).
 
     source: (n_query, n_test) distance matrix (lower = better) or a Ranking; columns are
@@ -278,26 +255,11 @@ def evaluate_mars_official(source, pids, cams, query_idx, *, ranks=DEFAULT_RANKS
     pids, cams: (n_test,) pid and camera of every test tracklet.
     query_idx: (n_query,) 0-based rows of the test table (kit's query_IDX - 1), the row
         order of ``source``.
+    kw: ranks, max_rank, workers, dataset, method (see :func:`evaluate_mars`).
     Returns a result dict (JSON-ready apart from the ``per_query`` arrays).
     """
-    what = "evaluate_mars_official"
-    ranks, max_rank = _check_ranks(ranks, max_rank)
-    pids, cams, q = _check_mars(source, pids, cams, query_idx, what)
-    excluded = pids == -1
-    first, ap, n_good = _evaluate_core(source, pids[q], cams[q], pids, cams, excluded,
-                                       "kit", workers)
-    no_match = n_good == 0
-    if no_match.any():
-        warnings.warn(f"{what}: {int(no_match.sum())} queries have no good match; counted as "
-                      "misses with AP 0 (the kit would give NaN)", stacklevel=2)
-    ap = np.where(no_match, 0.0, ap)
-    res = _summarise(first, ap, pids.size, ranks, max_rank)
-    res.update(protocol=MARS_OFFICIAL, protocol_label=PROTOCOL_LABELS[MARS_OFFICIAL],
-               dataset=dataset, num_queries=int(q.size), num_evaluated=int(q.size),
-               num_no_match=int(no_match.sum()), num_gallery=int(pids.size),
-               per_query={"query_idx": q, "ap": ap, "first_match_rank": first,
-                          "num_good": n_good})
-    return res
+    return _evaluate_mars(source, pids, cams, query_idx, (MARS_OFFICIAL,),
+                          what="evaluate_mars_official", **kw)[0]
 
 
 def mars_common_gallery(pids, query_idx):
@@ -308,40 +270,77 @@ def mars_common_gallery(pids, query_idx):
     return mask
 
 
-def evaluate_mars_common(source, pids, cams, query_idx, *, ranks=DEFAULT_RANKS,
-                         max_rank=DEFAULT_MAX_RANK, workers=None, dataset="mars"):
+def evaluate_mars_common(source, pids, cams, query_idx, **kw):
     """MARS common variant (see the module docstring), labelled ``mars_common``.
 
     Takes the same (n_query, n_test) source as :func:`evaluate_mars_official` (columns =
     all test tracklets); the query columns and pid -1 columns are dropped here, which is the
     same as removing them from each ranking.
     """
-    what = "evaluate_mars_common"
+    return _evaluate_mars(source, pids, cams, query_idx, (MARS_COMMON,),
+                          what="evaluate_mars_common", **kw)[0]
+
+
+def evaluate_mars(source, pids, cams, query_idx, *, protocols=(MARS_OFFICIAL, MARS_COMMON),
+                  **kw):
+    """Both MARS protocols from one (n_query, n_test) source; returns a list of result dicts.
+
+    kw: ranks, max_rank (CMC length), workers (threads), dataset (label), method ("ranks":
+    no sort of the rows, one pass shared by the protocols; "sort": the full stable sort of
+    every row, the reference; results are identical).
+    """
+    unknown = [p for p in protocols if p not in (MARS_OFFICIAL, MARS_COMMON)]
+    if unknown:
+        raise EvaluationInputError(f"unknown MARS protocol(s) {unknown}; know "
+                                   f"{sorted((MARS_OFFICIAL, MARS_COMMON))}")
+    return _evaluate_mars(source, pids, cams, query_idx, tuple(protocols),
+                          what="evaluate_mars", **kw)
+
+
+def _evaluate_mars(source, pids, cams, query_idx, protocols, *, what, ranks=DEFAULT_RANKS,
+                   max_rank=DEFAULT_MAX_RANK, workers=None, dataset="mars", method="ranks"):
     ranks, max_rank = _check_ranks(ranks, max_rank)
     pids, cams, q = _check_mars(source, pids, cams, query_idx, what)
     gallery = mars_common_gallery(pids, q)
-    first, ap, n_good = _evaluate_core(source, pids[q], cams[q], pids, cams, ~gallery,
-                                       "noninterp", workers)
-    valid = n_good > 0
-    if not valid.any():
-        raise EvaluationInputError(f"{what}: no query has a valid match in the gallery")
-    res = _summarise(first[valid], ap[valid], int(gallery.sum()), ranks, max_rank)
-    res.update(protocol=MARS_COMMON, protocol_label=PROTOCOL_LABELS[MARS_COMMON],
-               dataset=dataset, num_queries=int(q.size), num_evaluated=int(valid.sum()),
-               num_no_match=int((~valid).sum()), num_gallery=int(gallery.sum()),
+    excluded = {MARS_OFFICIAL: pids == -1, MARS_COMMON: ~gallery}
+    rule = {MARS_OFFICIAL: "kit", MARS_COMMON: "noninterp"}
+    parts = _evaluate_core(source, pids[q], cams[q], pids, cams,
+                           [excluded[p] for p in protocols], [rule[p] for p in protocols],
+                           workers, method)
+    finish = {MARS_OFFICIAL: _official_result, MARS_COMMON: _common_result}
+    return [finish[p](part, q, int((~excluded[p]).sum()) if p == MARS_COMMON else pids.size,
+                      ranks, max_rank, dataset, what)
+            for p, part in zip(protocols, parts)]
+
+
+def _official_result(part, q, n_gallery, ranks, max_rank, dataset, what):
+    first, ap, n_good = part
+    no_match = n_good == 0
+    if no_match.any():
+        warnings.warn(f"{what}: {int(no_match.sum())} queries have no good match; counted as "
+                      "misses with AP 0 (the kit would give NaN)", stacklevel=4)
+    ap = np.where(no_match, 0.0, ap)
+    res = _summarise(first, ap, n_gallery, ranks, max_rank)
+    res.update(protocol=MARS_OFFICIAL, protocol_label=PROTOCOL_LABELS[MARS_OFFICIAL],
+               dataset=dataset, num_queries=int(q.size), num_evaluated=int(q.size),
+               num_no_match=int(no_match.sum()), num_gallery=int(n_gallery),
                per_query={"query_idx": q, "ap": ap, "first_match_rank": first,
                           "num_good": n_good})
     return res
 
 
-def evaluate_mars(source, pids, cams, query_idx, *, protocols=(MARS_OFFICIAL, MARS_COMMON),
-                  **kw):
-    """Both MARS protocols from one (n_query, n_test) source; returns a list of result dicts."""
-    fns = {MARS_OFFICIAL: evaluate_mars_official, MARS_COMMON: evaluate_mars_common}
-    unknown = [p for p in protocols if p not in fns]
-    if unknown:
-        raise EvaluationInputError(f"unknown MARS protocol(s) {unknown}; know {sorted(fns)}")
-    return [fns[p](source, pids, cams, query_idx, **kw) for p in protocols]
+def _common_result(part, q, n_gallery, ranks, max_rank, dataset, what):
+    first, ap, n_good = part
+    valid = n_good > 0
+    if not valid.any():
+        raise EvaluationInputError(f"{what}: no query has a valid match in the gallery")
+    res = _summarise(first[valid], ap[valid], n_gallery, ranks, max_rank)
+    res.update(protocol=MARS_COMMON, protocol_label=PROTOCOL_LABELS[MARS_COMMON],
+               dataset=dataset, num_queries=int(q.size), num_evaluated=int(valid.sum()),
+               num_no_match=int((~valid).sum()), num_gallery=int(n_gallery),
+               per_query={"query_idx": q, "ap": ap, "first_match_rank": first,
+                          "num_good": n_good})
+    return res
 
 
 def load_mars_kit_info(info_dir):
@@ -416,19 +415,23 @@ def _check_two_camera(source, probe_pids, gallery_pids, what):
 
 
 def evaluate_two_camera(source, probe_pids, gallery_pids, *, ranks=DEFAULT_RANKS,
-                        max_rank=DEFAULT_MAX_RANK, workers=None, dataset=None, split=None):
-    """One split of iLIDS-VID / PRID2011: source (n_probe, n_gallery), lower = better."""
+                        max_rank=DEFAULT_MAX_RANK, workers=None, dataset=None, split=None,
+                        method="ranks"):
+    """One split of iLIDS-VID / PRID2011: source (n_probe, n_gallery), lower = better.
+
+    method: "ranks" (no sort of the rows) or "sort" (the full-sort reference); equal results.
+    """
     what = "evaluate_two_camera" + (f" (split {split})" if split is not None else "")
     ranks, max_rank = _check_ranks(ranks, max_rank)
     pp, gp = _check_two_camera(source, probe_pids, gallery_pids, what)
-    return _two_camera_one(source, pp, gp, ranks, max_rank, workers, dataset, split)
+    return _two_camera_one(source, pp, gp, ranks, max_rank, workers, dataset, split, method)
 
 
-def _two_camera_one(source, pp, gp, ranks, max_rank, workers, dataset, split):
+def _two_camera_one(source, pp, gp, ranks, max_rank, workers, dataset, split, method="ranks"):
     # distinct camera labels for probe and gallery: "same pid" is then always "good"
     first, ap, _ = _evaluate_core(source, pp, np.zeros(pp.size, np.int8), gp,
                                   np.ones(gp.size, np.int8), np.zeros(gp.size, bool),
-                                  "noninterp", workers)
+                                  "noninterp", workers, method)
     res = _summarise(first, ap, gp.size, ranks, max_rank)
     res.update(protocol=TWO_CAMERA, protocol_label=PROTOCOL_LABELS[TWO_CAMERA],
                dataset=dataset, split=split, num_queries=int(pp.size),
@@ -438,7 +441,8 @@ def _two_camera_one(source, pp, gp, ranks, max_rank, workers, dataset, split):
 
 
 def evaluate_two_camera_splits(splits, *, dataset, expected_splits=10, ranks=DEFAULT_RANKS,
-                               max_rank=DEFAULT_MAX_RANK, workers=None, ddof=0):
+                               max_rank=DEFAULT_MAX_RANK, workers=None, ddof=0,
+                               method="ranks"):
     """Mean and standard deviation over the splits (iLIDS-VID, PRID2011: 10 splits).
 
     splits: a sequence (split i at position i) or a mapping {split id 0..n-1: entry} of
@@ -471,7 +475,7 @@ def evaluate_two_camera_splits(splits, *, dataset, expected_splits=10, ranks=DEF
                                        "gallery_pids)")
         pp, gp = _check_two_camera(s[0], s[1], s[2], f"{what} split {i}")
         checked.append((s[0], pp, gp))
-    per = [_two_camera_one(src, pp, gp, ranks, max_rank, workers, dataset, i)
+    per = [_two_camera_one(src, pp, gp, ranks, max_rank, workers, dataset, i, method)
            for i, (src, pp, gp) in enumerate(checked)]
     return combine_splits(per, dataset=dataset, ddof=ddof)
 

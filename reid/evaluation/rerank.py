@@ -3,7 +3,8 @@
     S(xi, xj) = 1 / (1 + d(F(xi), F(xj))) + lambda * M(xi, xj)          (eq. 2)
 
 d is the Euclidean distance of L2-normalised features F (the "normalized Euclidean
-distance" of the paper), M the SRM's same-person probability, lambda = 1 in the paper.
+distance" of the paper; reid.ops.distance.euclidean_distance, the same d as the triplet loss
+and the mining), M the SRM's same-person probability, lambda = 1 in the paper.
 Scoring every query-gallery pair with the SRM is infeasible at MARS scale (1,980 x 12,180),
 so :func:`rerank` ranks everything by d, then re-scores the top K of each query with S and
 re-orders only those K.  With K = gallery size this is exactly the brute-force ranking by S
@@ -31,6 +32,8 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from reid.ops.distance import euclidean_distance  # noqa: F401  (d of eq. 2; re-exported)
+
 from .protocols import EvaluationInputError, rank_order
 
 MODES = ("distance", "joint", "metric")
@@ -42,27 +45,6 @@ class MetricFn(Protocol):
     def __call__(self, q_idx: np.ndarray, g_idx: np.ndarray) -> np.ndarray: ...
 
 
-def l2_normalise(f, eps=1e-12):
-    """Rows of f scaled to unit L2 norm (zero rows stay zero)."""
-    f = np.asarray(f, dtype=np.float64)
-    if f.ndim != 2:
-        raise EvaluationInputError(f"features must be 2-D (n, D), got shape {f.shape}")
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), eps)
-
-
-def euclidean_distance(qf, gf, normalise=True):
-    """d(F(xi), F(xj)) for all pairs: (n_q, D), (n_g, D) -> (n_q, n_g) float64.
-
-    With ``normalise`` (the paper's "normalized Euclidean distance") rows are L2-normalised
-    first.  Uses |a|^2 + |b|^2 - 2 a.b, clipped at 0 before the square root.
-    """
-    qf = l2_normalise(qf) if normalise else np.asarray(qf, dtype=np.float64)
-    gf = l2_normalise(gf) if normalise else np.asarray(gf, dtype=np.float64)
-    if qf.shape[1] != gf.shape[1]:
-        raise EvaluationInputError(f"query features have D={qf.shape[1]}, gallery "
-                                   f"features D={gf.shape[1]}")
-    sq = (qf * qf).sum(1)[:, None] + (gf * gf).sum(1)[None, :] - 2.0 * (qf @ gf.T)
-    return np.sqrt(np.maximum(sq, 0.0))
 
 
 def similarity(d, m, lam=1.0):
@@ -123,9 +105,14 @@ def _metric_batches(metric_fn, q_idx, g_idx, batch_size, progress):
     return out
 
 
-def _order_block(cols, score):
+def order_index(cols, score):
+    """Per row, the positions sorted by score descending, ties by gallery column ascending."""
+    return np.lexsort((cols, -score), axis=-1)
+
+
+def order_by_score(cols, score):
     """Sort each row of a block by score descending, ties by gallery column ascending."""
-    idx = np.lexsort((cols, -score), axis=-1)
+    idx = order_index(cols, score)
     return np.take_along_axis(cols, idx, 1), np.take_along_axis(score, idx, 1)
 
 
@@ -173,6 +160,6 @@ def rerank(d=None, metric_fn=None, *, k=100, lam=1.0, mode="joint", batch_size=4
     m = _metric_batches(metric_fn, q_idx, top.reshape(-1), int(batch_size),
                         progress).reshape(n_q, k)
     score = similarity(np.take_along_axis(d, top, 1), m, lam) if mode == "joint" else m
-    new_top, new_score = _order_block(top, score)
+    new_top, new_score = order_by_score(top, score)
     order[:, :k] = new_top
     return Ranking(order=order, k=k, mode=mode, lam=float(lam), scores=new_score)

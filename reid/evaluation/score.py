@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from reid.ops.distance import euclidean_distance
+
 from . import protocols, rerank
 
 SPLIT_FIELD = "{split}"          # a caffemodel path with it names one model per split
@@ -127,7 +129,7 @@ def rank_tracklets(variant, feats, q_rows, g_rows, scorer, k, lam, progress=True
     the brute-force eq. 2). Variants without F (CNN+DIFF, CNN+SRM) rank by M alone; when k
     covers the gallery they score every pair without d."""
     q_rows, g_rows = np.asarray(q_rows), np.asarray(g_rows)
-    d = rerank.euclidean_distance(feats["F"][q_rows], feats["F"][g_rows])
+    d = euclidean_distance(feats["F"][q_rows], feats["F"][g_rows])
     k = d.shape[1] if k <= 0 else min(int(k), d.shape[1])
     metric_fn = None
     if variant.mode != "distance":

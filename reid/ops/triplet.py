@@ -1,8 +1,8 @@
 """Triplet loss on the TAM features F (paper 3.2, ref. [24] FaceNet; docs/DESIGN.md §1.3), in NumPy.
 
 Each feature is L2-normalised, f^ = f / ||f||, and compared by the plain Euclidean distance
-d(x, y) = ||x^ - y^|| (not its square: the same d as the test-time similarity of paper eq. 2,
-so the margin is in the units the ranking uses). For B triplets (a_k, p_k, n_k):
+d(x, y) = ||x^ - y^|| of reid.ops.distance (not its square: the same d as the test-time
+similarity of paper eq. 2, so the margin is in the units the ranking uses). For B triplets (a_k, p_k, n_k):
 
     l_k  = d(a_k, p_k) - d(a_k, n_k) + margin
     loss = (1 / |V|) * sum_{k in V} l_k,     V = {k : l_k > 0}   (loss = 0 when V is empty)
@@ -13,28 +13,14 @@ constant in the gradient (it is piecewise constant). Where d = 0 the subgradient
 """
 import numpy as np
 
+from reid.ops.distance import EPS as _EPS, l2_normalize
+
 DEFAULT_MARGIN = 0.3
-_EPS = 1e-12
-
-
-def l2_normalize(F):
-    """Rows of F (B, D) scaled to unit length; returns (F^, norms (B, 1))."""
-    norms = np.sqrt((F * F).sum(axis=1, keepdims=True))
-    norms = np.maximum(norms, _EPS)
-    return F / norms, norms
 
 
 def _l2_normalize_backward(dFhat, Fhat, norms):
     # d(f/||f||)/df = (I - f^ f^T) / ||f||
     return (dFhat - Fhat * (dFhat * Fhat).sum(axis=1, keepdims=True)) / norms
-
-
-def pairwise_distances(F, G=None):
-    """Euclidean distances between the L2-normalised rows of F (n, D) and G (m, D) -> (n, m)."""
-    Fh = l2_normalize(np.asarray(F, np.float64))[0]
-    Gh = Fh if G is None else l2_normalize(np.asarray(G, np.float64))[0]
-    sq = (Fh * Fh).sum(1)[:, None] + (Gh * Gh).sum(1)[None, :] - 2.0 * Fh @ Gh.T
-    return np.sqrt(np.maximum(sq, 0.0))
 
 
 def _check(a, p, n):

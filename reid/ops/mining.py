@@ -3,7 +3,7 @@
 Within a batch, each anchor's negative for both the triplet loss and the SRM's
 (anchor, negative) pair is chosen among the batch's sequences of other identities (the
 "pool"), by the Euclidean distance of the L2-normalised features F
-(reid.ops.triplet.pairwise_distances, the same d as the triplet loss and paper eq. 2):
+(reid.ops.distance, the same d as the triplet loss and paper eq. 2):
 
 - ``hard``: the nearest other-identity sequence (the paper's hard negative mining, the default);
 - ``semihard``: FaceNet's semi-hard negative, the nearest other-identity sequence that is
@@ -14,7 +14,7 @@ The choice is not differentiable; callers pass no gradient through it.
 """
 import numpy as np
 
-from reid.ops.triplet import pairwise_distances
+from reid.ops.distance import euclidean_distance
 
 MODES = ("hard", "semihard", "random")
 
@@ -49,7 +49,7 @@ def mine_negatives(features, labels, anchors, positives=None, mode="hard", rng=N
     if mode == "random":
         rng = np.random.default_rng(rng)
         return np.array([rng.choice(np.flatnonzero(row)) for row in allowed], dtype=np.int64)
-    d = pairwise_distances(features[anchors], features)  # (B, n)
+    d = euclidean_distance(features[anchors], features)  # (B, n)
     d_neg = np.where(allowed, d, np.inf)
     hardest = np.argmin(d_neg, axis=1)
     if mode == "hard":

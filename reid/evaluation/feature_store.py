@@ -1,0 +1,251 @@
+"""Extracted features in one HDF5 file per (run, weights, dataset) (paper 3.4; README
+"Feature files").
+
+What FeatureExtractor (reid/evaluation/features.py) computes for a set of tracklets -- F
+(the TAM feature, averaged over the T-frame chunks), the pool5 volume of the chunk the
+SRM re-scoring uses (eq. 2), the TAM weights -- is written once with the tracklets' id,
+pid, camera and role and the identity of what produced it: SHA-256 content hashes of the
+caffemodel, of each deploy prototxt and of the dataset's index.json, plus the split and
+the chunk mode.  Evaluation with another lambda, K or protocol then reads the file instead
+of re-extracting; a file from other weights, nets or data is refused with the differences
+named.  Plain HDF5 (no filters beyond the standard deflate): h5dump, HDFView or h5py open it.
+
+Wiring (a few lines where the features are extracted)::
+
+    ident = Identity.of(weights, nets, dataset, chunks=chunks)
+    feats = FeatureStore.load_or_extract(path, ident, dataset, tids,
+                                         lambda: extractor.extract(dataset, tids, mode=chunks))
+"""
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+FORMAT = "reid-features"
+VERSION = 1
+INDEX_NAME = "index.json"          # the dataset index whose content identifies the data
+_HASH_BLOCK = 1 << 20
+_WRITE_ROWS = 256                   # pool5 rows per write (progress)
+ARRAYS = ("F", "pool5", "attention")   # the per-tracklet arrays, as FeatureExtractor names them
+
+
+class FeatureStoreError(ValueError):
+    """A feature file that is malformed or does not belong to the expected run / data."""
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a feature file was computed from; two files are interchangeable iff equal.
+
+    weights: sha256 of the caffemodel; nets: {deploy net name: sha256 of its prototxt};
+    dataset: sha256 of the dataset's index.json; split: the applied split (two-camera
+    datasets) or -1; chunks: FeatureExtractor's mode ('all' or 'first').
+    """
+    weights: str
+    nets: dict = field(default_factory=dict)
+    dataset: str = ""
+    split: int = -1
+    chunks: str = "all"
+
+    @classmethod
+    def of(cls, weights, nets, dataset, chunks="all"):
+        """Hash the files: weights (path), nets ({name: prototxt path}), dataset (an open
+        SequenceDataset, or the folder holding index.json)."""
+        folder = Path(getattr(dataset, "folder", dataset))
+        index = folder / INDEX_NAME
+        for p in [Path(weights), index] + [Path(v) for v in nets.values()]:
+            if not p.is_file():
+                raise FeatureStoreError(f"{p}: not found (needed for the feature file identity)")
+        split = getattr(dataset, "split_index", None)
+        return cls(weights=file_sha256(weights),
+                   nets={k: file_sha256(v) for k, v in sorted(nets.items())},
+                   dataset=file_sha256(index), split=-1 if split is None else int(split),
+                   chunks=str(chunks))
+
+    def attrs(self):
+        out = {"weights_sha256": self.weights, "dataset_index_sha256": self.dataset,
+               "split": self.split, "chunks": self.chunks}
+        out.update({f"net_sha256.{k}": v for k, v in self.nets.items()})
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs):
+        nets = {k.split(".", 1)[1]: _text(v) for k, v in attrs.items()
+                if k.startswith("net_sha256.")}
+        return cls(weights=_text(attrs["weights_sha256"]), nets=nets,
+                   dataset=_text(attrs["dataset_index_sha256"]), split=int(attrs["split"]),
+                   chunks=_text(attrs["chunks"]))
+
+    def differences(self, other):
+        """Names of the fields in which self and other differ."""
+        a, b = asdict(self), asdict(other)
+        return [k for k in a if a[k] != b[k]]
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class FeatureStore:
+    """A feature file opened for reading: ``features`` is the dict FeatureExtractor.extract
+    returns (F, pool5, attention when stored), rows in the order of ``tids``."""
+
+    def __init__(self, path, identity, tids, pids, cams, roles, features, info):
+        self.path, self.identity = path, identity
+        self.tids, self.pids, self.cams, self.roles = tids, pids, cams, roles
+        self.features, self.info = features, info
+
+    # ---------------------------------------------------------------------- write
+    @staticmethod
+    def write(path, dataset, tids, extracted, identity, info=None, compression=None,
+              progress=False):
+        """Write FeatureExtractor output for ``tids`` of ``dataset``; returns the path.
+
+        extracted: {'F': (n, D), 'pool5': (n, T, C, H, W), 'attention': optional}; info:
+        free-form strings stored as attributes (run folder, file paths); compression: None
+        or 'gzip' (deflate, readable by every HDF5 tool).  Written to a temporary name and
+        renamed, so an interrupted write leaves no half file under ``path``.
+        """
+        import h5py
+        tids = np.asarray(tids, dtype=np.int64)
+        _check_extracted(path, extracted, tids.size)
+        tr = [dataset.tracklets[int(t)] for t in tids]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"format": FORMAT, "version": VERSION,
+                            "dataset_name": str(getattr(dataset, "name", ""))})
+            f.attrs.update(identity.attrs())
+            f.attrs.update({f"info.{k}": str(v) for k, v in (info or {}).items()})
+            g = f.create_group("tracklets")
+            g["tid"] = tids
+            g["pid"] = np.array([t.pid for t in tr], dtype=np.int64)
+            g["camera"] = np.array([t.cam for t in tr], dtype=np.int64)
+            g["num_frames"] = np.array([t.num_frames for t in tr], dtype=np.int64)
+            g["role"] = np.array([t.role for t in tr], dtype=h5py.string_dtype())
+            f.create_dataset("F", data=extracted["F"], compression=compression)
+            p5 = extracted["pool5"]
+            ds = f.create_dataset("pool5", shape=p5.shape, dtype=p5.dtype,
+                                  chunks=(1,) + p5.shape[1:], compression=compression)
+            for s in tqdm(range(0, tids.size, _WRITE_ROWS), desc="pool5 -> " + path.name,
+                          unit="block", disable=not progress):
+                ds[s:s + _WRITE_ROWS] = p5[s:s + _WRITE_ROWS]     # 2.5 GiB on MARS
+            f["pool5_row"] = np.arange(tids.size, dtype=np.int64)   # tracklet row of each
+            f["pool5_start"] = np.zeros(tids.size, dtype=np.int64)  # its first frame
+            if "attention" in extracted:
+                f.create_dataset("attention", data=extracted["attention"],
+                                 compression=compression)
+        os.replace(tmp, path)
+        return path
+
+    # ---------------------------------------------------------------------- read
+    @classmethod
+    def open(cls, path, expect=None, tids=None, arrays=ARRAYS):
+        """Read a feature file; with ``expect`` (an Identity) a file computed from other
+        weights, nets, data, split or chunk mode is an error, as is (with ``tids``) one
+        holding other tracklets.  ``arrays``: which of F, pool5, attention to load (the
+        others stay on disk: :meth:`read_rows`)."""
+        import h5py
+        path = Path(path)
+        if not path.is_file():
+            raise FeatureStoreError(f"{path}: feature file not found")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise FeatureStoreError(f"{path}: not an HDF5 file ({e})") from None
+        with f:
+            ident = _read_identity(path, f)
+            if expect is not None and ident != expect:
+                raise FeatureStoreError(
+                    f"{path}: computed from other {', '.join(ident.differences(expect))} "
+                    f"than expected (file {_short(ident)}, expected {_short(expect)}); "
+                    "extract the features again or point to the right file")
+            g = f["tracklets"]
+            file_tids = g["tid"][()]
+            if tids is not None and not np.array_equal(file_tids, np.asarray(tids)):
+                raise FeatureStoreError(f"{path}: holds {file_tids.size} other tracklets than "
+                                        f"the {len(tids)} asked for")
+            rows = f["pool5_row"][()]
+            if not np.array_equal(rows, np.arange(file_tids.size)):
+                raise FeatureStoreError(f"{path}: pool5 is not one chunk per tracklet, which "
+                                        f"this reader of version {VERSION} expects")
+            feats = {k: f[k][()] for k in arrays if k in f}
+            info = {k[5:]: _text(v) for k, v in f.attrs.items() if k.startswith("info.")}
+            roles = np.array([_text(r) for r in g["role"][()]])
+            return cls(path, ident, file_tids, g["pid"][()], g["camera"][()], roles, feats,
+                       info)
+
+    def read_rows(self, name, rows):
+        """Rows of a stored array (e.g. the pool5 of a few gallery tracklets), in the order
+        of ``rows``, without loading the rest."""
+        import h5py
+        rows = np.asarray(rows, dtype=np.int64)
+        uniq, inverse = np.unique(rows, return_inverse=True)   # h5py reads increasing rows
+        with h5py.File(self.path, "r") as f:
+            return f[name][uniq][inverse] if uniq.size else f[name][:0]
+
+    def shape(self, name):
+        import h5py
+        with h5py.File(self.path, "r") as f:
+            return f[name].shape
+
+    @classmethod
+    def load_or_extract(cls, path, identity, dataset, tids, extract, info=None,
+                        progress=False):
+        """The features of ``tids``: from ``path`` when it exists (and matches ``identity``,
+        else an error), otherwise ``extract()`` and write them there first."""
+        if not Path(path).exists():
+            cls.write(path, dataset, tids, extract(), identity, info, progress=progress)
+        return cls.open(path, identity, tids).features
+
+
+REQUIRED = ("F", "pool5", "pool5_row", "pool5_start", "tracklets/tid", "tracklets/pid",
+            "tracklets/camera", "tracklets/role", "tracklets/num_frames")
+
+
+def _read_identity(path, f):
+    if f.attrs.get("format") is None or _text(f.attrs["format"]) != FORMAT:
+        raise FeatureStoreError(f"{path}: not a feature file (attribute format != {FORMAT!r})")
+    if int(f.attrs.get("version", -1)) != VERSION:
+        raise FeatureStoreError(f"{path}: feature file version {f.attrs.get('version')}, this "
+                                f"code reads version {VERSION}")
+    missing = [k for k in REQUIRED if k not in f]
+    if missing:
+        raise FeatureStoreError(f"{path}: feature file lacks {missing}")
+    n = f["tracklets/tid"].shape[0]
+    bad = [k for k in REQUIRED + ("attention",) if k in f and f[k].shape[0] != n]
+    if bad:
+        raise FeatureStoreError(f"{path}: {bad} do not have one row per tracklet ({n})")
+    try:
+        return Identity.from_attrs(f.attrs)
+    except KeyError as e:
+        raise FeatureStoreError(f"{path}: identity attribute {e} missing") from None
+
+
+def _check_extracted(path, extracted, n):
+    for key in ("F", "pool5"):
+        if key not in extracted:
+            raise FeatureStoreError(f"{path}: nothing to write: extracted features lack {key!r}")
+    for key, v in extracted.items():
+        if np.shape(v)[0] != n:
+            raise FeatureStoreError(f"{path}: extracted {key!r} has {np.shape(v)[0]} rows for "
+                                    f"{n} tracklets")
+
+
+def _short(ident):
+    nets = ",".join(f"{k}:{v[:8]}" for k, v in ident.nets.items())
+    return (f"weights {ident.weights[:8]}, nets {nets}, dataset {ident.dataset[:8]}, "
+            f"split {ident.split}, chunks {ident.chunks}")

@@ -120,3 +120,32 @@ def test_bench_small():
                                     "ivf nlist 16 nprobe 16"]
     assert rows[2][4] == 1.0 and 0 < rows[1][4] <= 1.0
     assert rows[2][5] == rows[0][5] and 0 < rows[0][5] <= 1.0    # same results, same share
+
+
+def test_ranked_list_figure_from_dataset_frames(tiny_mars, tmp_path):
+    """search.run draws Fig. 10 with the scored runs' helper (plots.tracklet_ranked_lists):
+    with F = one-hot pid, each query's first shown gallery tracklet is right (green border)
+    and same-camera matches (junk) are skipped."""
+    import cv2
+
+    from reid.datasets import open_dataset
+    from reid.evaluation import plots
+    ident = Identity(weights="w" * 64, nets={"deploy_features": "f" * 64}, dataset="d" * 64)
+    with open_dataset(tiny_mars) as ds:
+        test = ds.gallery_idx
+        F = np.eye(ds.pids.max() + 2)[ds.pids[test]]
+        h5 = FeatureStore.write(tmp_path / "g.h5", ds, test,
+                                {"F": F, "pool5": np.zeros((test.size, 1, 1, 1, 1))}, ident)
+        paths = S.run([h5], h5, tmp_path / "out", k=10, dataset=ds, figure_queries=2,
+                      progress=False)
+        res = json.loads(paths["json"].read_text())
+        img = cv2.imread(str(paths["figure"]))
+        y = 2
+        for item in res["queries"][:2]:
+            n = min(4, ds.tracklets[item["tid"]].num_frames)
+            x0 = n * (48 + 8) + 16                           # query tiles, then the gap
+            first = next(x for x in item["ranked"] if x["camera"] != item["camera"])
+            assert first["pid"] == item["pid"]
+            assert tuple(img[y, 1]) == plots.QUERY_COLOUR
+            assert tuple(img[y, x0 + 1]) == plots.LABEL_COLOURS["right"]
+            y += 96 + 8 + 14 + 8                              # tile, rank strip, pad

@@ -311,21 +311,28 @@ def scored_ranked_lists(dataset, scored, query_tids, path, top=10):
     ignores it)."""
     entry = scored.lists[0]
     qpos = {int(t): i for i, t in enumerate(entry["query"])}
-    gallery = entry["gallery"]
-    g_pids, g_cams = dataset.pids[gallery], dataset.cams[gallery]
-    rows = []
     for tid in query_tids:
         if int(tid) not in qpos:
             where = "the evaluation" if entry["split"] is None else "split %d" % entry["split"]
             raise ValueError("tracklet %d is not a query of %s" % (tid, where))
-        order = entry["ranking"].order[qpos[int(tid)]]
-        cols, labels = ranked_list_labels(order, g_pids, g_cams, dataset.pids[tid],
+    ranked = [entry["gallery"][entry["ranking"].order[qpos[int(t)]]] for t in query_tids]
+    return tracklet_ranked_lists(dataset, query_tids, ranked, path, top)
+
+
+def tracklet_ranked_lists(dataset, query_tids, ranked_tids, path, top=10):
+    """Fig. 10 from a prepared dataset's frames: per query tracklet up to 4 of its frames,
+    then the middle frame of its first ``top`` ranked gallery tracklets (tids; -1 = none),
+    bordered right / wrong / distractor, junk skipped (ranked_list_labels)."""
+    rows = []
+    for tid, ranked in zip(query_tids, ranked_tids):
+        ranked = np.asarray([t for t in ranked if t >= 0], dtype=np.int64)
+        tids, labels = ranked_list_labels(ranked, dataset.pids, dataset.cams, dataset.pids[tid],
                                           dataset.cams[tid], top_k=top)
         n = dataset.tracklets[tid].num_frames
         query = dataset.read_frames(tid, np.linspace(0, n - 1, min(4, n)).round().astype(int),
                                     THUMB_SIZE)
         shown = [dataset.read_frames(int(g), [dataset.tracklets[int(g)].num_frames // 2],
-                                     THUMB_SIZE) for g in gallery[cols]]
+                                     THUMB_SIZE) for g in tids]
         rows.append(ranked_list_image(query, shown, labels))
     ranked_list_figure(rows, path)
     return path

@@ -194,27 +194,6 @@ def write_json(path, query_store, q_rows, gallery, d, rows, index_info, S=None, 
     return path
 
 
-def ranked_list_figure(dataset, query_tids, ranked_tids, path, top=10):
-    """Fig. 10 rows (reid.evaluation.plots) of search results: per query its frames and its
-    first ``top`` gallery tracklets of ``dataset``, bordered right / wrong / distractor."""
-    from . import plots
-    thumb = (128, 64)
-    rows = []
-    for q, ranked in zip(query_tids, ranked_tids):
-        ranked = np.asarray([t for t in ranked if t >= 0], dtype=np.int64)
-        cols, labels = plots.ranked_list_labels(np.arange(ranked.size), dataset.pids[ranked],
-                                                dataset.cams[ranked], dataset.pids[q],
-                                                dataset.cams[q], top_k=top)
-        n = dataset.tracklets[q].num_frames
-        query = dataset.read_frames(q, np.linspace(0, n - 1, min(4, n)).round().astype(int),
-                                    thumb)
-        shown = [dataset.read_frames(int(g), [dataset.tracklets[int(g)].num_frames // 2],
-                                     thumb) for g in ranked[cols]]
-        rows.append(plots.ranked_list_image(query, shown, labels))
-    plots.ranked_list_figure(rows, path)
-    return path
-
-
 def run(gallery_files, query_file, out, *, k=100, kind="flat", nlist=None, nprobe=16,
         query_tids=None, metric=None, lam=1.0, dataset=None, figure_queries=8,
         progress=True):
@@ -222,6 +201,7 @@ def run(gallery_files, query_file, out, *, k=100, kind="flat", nlist=None, nprob
     role query, or ``query_tids``), re-score with ``metric`` = (deploy_metric prototxt,
     caffemodel) when given, write search.json (and ranked_lists.png with ``dataset``, an
     open SequenceDataset holding every tracklet).  Returns {name: path}."""
+    from . import plots
     from .feature_store import FeatureStore
     gallery = Gallery([FeatureStore.open(p, arrays=("F",)) for p in gallery_files])
     qs = FeatureStore.open(query_file, arrays=("F", "pool5") if metric else ("F",))
@@ -248,6 +228,6 @@ def run(gallery_files, query_file, out, *, k=100, kind="flat", nlist=None, nprob
     if dataset is not None:
         tids = np.array([[gallery.describe(int(g))["tid"] if g >= 0 else -1 for g in r]
                          for r in rows[:figure_queries]])
-        paths["figure"] = ranked_list_figure(dataset, qs.tids[q_rows[:figure_queries]], tids,
-                                             out / "ranked_lists.png")
+        paths["figure"] = plots.tracklet_ranked_lists(
+            dataset, qs.tids[q_rows[:figure_queries]], tids, out / "ranked_lists.png")
     return paths

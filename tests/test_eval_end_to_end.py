@@ -4,7 +4,9 @@ the table shows the JSON numbers, the JSON numbers are those of a brute-force eq
 computed here, and bad inputs (a caffemodel of another variant, missing files or splits)
 fail with a clear message before features are extracted. The two-camera path (iLIDS-VID
 layout, 10 splits) runs the same trained net across a synthetic iLIDS-VID, and a fake
-extractor with known features checks its probe / gallery wiring per split.
+extractor with known features checks its probe / gallery wiring per split. Feature files:
+a second evaluation with another -k / lambda reads the first one's file (no extraction) and
+scores exactly as a fresh extraction; a file of other weights or data is refused.
 """
 import json
 import shutil
@@ -12,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 
@@ -20,7 +23,9 @@ from reid.datasets import open_dataset
 from reid.datasets.ilidsvid import prepare_ilidsvid
 from reid.datasets.synthetic import generate
 from reid.evaluation import protocols as P
+from reid.evaluation import features as features_module
 from reid.evaluation import report, rerank
+from reid.evaluation.feature_store import StoredFeatures, file_sha256
 from reid.evaluation.score import score_run, score_two_camera
 from reid.nets import SMALL, VARIANTS, NetConfig, Schedule
 from tools import evaluate as tool
@@ -220,6 +225,10 @@ def test_two_camera_per_split_weights_and_missing_split(runs, tiny_ilidsvid, tmp
     assert run_json["meta"]["chunks"] == "first" and run_json["meta"]["weights_per_split"]
     assert res["splits"] == [0, 3] and [p["split"] for p in res["per_split"]] == [0, 3]
     assert "attention" not in paths                      # CNN has no TAM
+    for s in (0, 3):                                     # one feature file per split
+        with h5py.File(tmp_path / ("split%d" % s) / "features" /
+                       ("model.ilidsvid.first-t.split%d.h5" % s), "r") as f:
+            assert f.attrs["split"] == s and f.attrs["chunks"] == "first"
     with pytest.raises(SystemExit, match=r"split\(s\) \[12\] missing"):
         tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", str(weights),
                    "--splits", "0,12", "--quiet", "--out", str(tmp_path / "out2")])
@@ -285,3 +294,138 @@ def test_two_camera_wiring_with_fake_features(tiny_ilidsvid):
         first = np.array(scored.results[0]["per_split"][0]["cmc"])
         assert first[0] == pytest.approx(1.0 / n)
         assert json.dumps(report._jsonable(scored.results[0]))   # JSON-ready
+
+
+# ---- feature files ------------------------------------------------------------------------
+def count_extractions(monkeypatch):
+    """Record the tids of every FeatureExtractor.extract call (the trunk running)."""
+    calls = []
+    real = features_module.FeatureExtractor.extract
+
+    def extract(self, dataset, tids=None, **kw):
+        calls.append(np.asarray(tids))
+        return real(self, dataset, tids, **kw)
+    monkeypatch.setattr(features_module.FeatureExtractor, "extract", extract)
+    return calls
+
+
+def test_feature_file_is_reused_across_k_and_lambda(runs, tiny_mars, tmp_path, monkeypatch):
+    run, nets, weights = runs["all"]
+    w = tmp_path / "w" / "snap.caffemodel"
+    w.parent.mkdir()
+    shutil.copy(weights, w)
+    calls = count_extractions(monkeypatch)
+    base = ["--dataset", tiny_mars, "--run", str(run), "--weights", str(w), "--show", "1",
+            "--quiet"]
+    first = tool.main(base + ["--out", str(tmp_path / "a"), "-k", "3"])
+    h5 = tmp_path / "w" / "features" / "snap.mars.h5"          # the documented default
+    assert first["features"] == str(h5) and h5.is_file() and len(calls) == 1
+    stamp = h5.stat().st_mtime_ns
+    second = tool.main(base + ["--out", str(tmp_path / "b"), "-k", "0", "--lam", "0.5"])
+    assert len(calls) == 1 and h5.stat().st_mtime_ns == stamp   # read, not extracted
+    fresh_h5 = tmp_path / "fresh.h5"
+    fresh = tool.main(base + ["--out", str(tmp_path / "c"), "-k", "0", "--lam", "0.5",
+                              "--features", str(fresh_h5)])
+    assert len(calls) == 2
+    reused, extracted = (report.load_json(p["json"])[0] for p in (second, fresh))
+    assert reused["results"] == extracted["results"]            # exactly
+    assert reused["meta"]["lambda"] == 0.5
+    with open_dataset(tiny_mars) as ds:
+        test = ds.gallery_idx
+        assert reused["meta"]["k"] == test.size
+        assert report.load_json(first["json"])[0]["meta"]["k"] == 3
+        # plain h5py: the documented datasets and identity attributes
+        with h5py.File(h5, "r") as f, h5py.File(fresh_h5, "r") as g:
+            assert f.attrs["format"] == "reid-features" and f.attrs["version"] == 1
+            assert f.attrs["weights_sha256"] == file_sha256(w)
+            assert f.attrs["net_sha256.deploy_features"] == file_sha256(nets["deploy_features"])
+            assert f.attrs["dataset_index_sha256"] == file_sha256(Path(tiny_mars) / "index.json")
+            assert f.attrs["split"] == -1 and f.attrs["chunks"] == "all"
+            assert f["tracklets/tid"][()].tolist() == test.tolist()
+            assert f["tracklets/pid"][()].tolist() == ds.pids[test].tolist()
+            assert f["tracklets/camera"][()].tolist() == ds.cams[test].tolist()
+            n, T = test.size, f["attention"].shape[-1]
+            assert f["F"].shape[0] == n and f["pool5"].shape[:2] == (n, T)
+            assert f["attention"].shape == (n, T, T)
+            assert f["pool5_row"][()].tolist() == list(range(n))
+            for key in ("F", "pool5", "attention"):
+                np.testing.assert_array_equal(f[key][()], g[key][()])
+
+
+def perturbed_copy(weights, path):
+    """The same layers as ``weights`` with one value changed: other weights that fit."""
+    from caffe.proto import caffe_pb2
+    model = caffe_pb2.NetParameter()
+    model.ParseFromString(Path(weights).read_bytes())
+    next(layer for layer in model.layer if layer.blobs).blobs[0].data[0] += 1.0
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_feature_file_of_other_weights_or_data_is_refused(runs, tiny_mars, tiny_ilidsvid,
+                                                          tmp_path, monkeypatch):
+    run, _, weights = runs["all"]
+    h5 = tmp_path / "f.h5"
+    args = ["--run", str(run), "--features", str(h5), "--show", "0", "--quiet", "-k", "2"]
+    tool.main(args + ["--dataset", tiny_mars, "--weights", str(weights),
+                      "--out", str(tmp_path / "a")])
+    other = perturbed_copy(weights, tmp_path / "other.caffemodel")
+    calls = count_extractions(monkeypatch)
+    stamp = h5.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=r"f\.h5: computed from other weights than expected"):
+        tool.main(args + ["--dataset", tiny_mars, "--weights", str(other),
+                          "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match=r"f\.h5: computed from other dataset than expected"):
+        tool.main(args + ["--dataset", tiny_ilidsvid, "--weights", str(weights),
+                          "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match=r"f\.h5: computed from other chunks"):
+        tool.main(args + ["--dataset", tiny_mars, "--weights", str(weights), "--first-t",
+                          "--out", str(tmp_path / "d")])
+    assert calls == [] and h5.stat().st_mtime_ns == stamp
+    assert not (tmp_path / "b").exists()                # refused before any output
+    # --re-extract overwrites a feature file, and nothing else
+    tool.main(args + ["--dataset", tiny_mars, "--weights", str(other), "--re-extract",
+                      "--out", str(tmp_path / "e")])
+    assert len(calls) == 1
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["weights_sha256"] == file_sha256(other)
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not features")
+    with pytest.raises(SystemExit, match=r"notes\.h5: not a feature file"):
+        tool.main(["--run", str(run), "--features", str(notes), "--re-extract", "--quiet",
+                   "--dataset", tiny_mars, "--weights", str(weights), "--out",
+                   str(tmp_path / "f")])
+    assert notes.read_text() == "not features" and len(calls) == 1
+
+
+class SeededExtractor(FakeExtractor):
+    """F random but fixed per tracklet id, so rows that go to the wrong tracklet show."""
+
+    def extract(self, dataset, tids, mode="all", progress=True):
+        out = super().extract(dataset, tids, mode, progress)
+        out["F"] = np.stack([np.random.default_rng(int(t)).normal(size=8) for t in tids])
+        return out
+
+
+def test_two_camera_feature_file_grows_with_the_splits(tiny_ilidsvid, tmp_path):
+    """Shared weights: one file for all splits; a run over more splits extracts only the
+    tracklets the file lacks, and every run scores as the extractor itself does."""
+    (tmp_path / "w.caffemodel").write_text("weights")
+    (tmp_path / "f.prototxt").write_text("net")
+    fake = SeededExtractor()
+
+    def stored():
+        return StoredFeatures(tmp_path / "f.h5", tmp_path / "w.caffemodel",
+                              {"deploy_features": tmp_path / "f.prototxt"}, lambda: fake)
+    with open_dataset(tiny_ilidsvid) as ds:
+        variant = VARIANTS["cnn"]
+        one = score_two_camera(ds, variant, (stored(), None), splits=[4], progress=False)
+        every = score_two_camera(ds, variant, (stored(), None), progress=False)
+        again = score_two_camera(ds, variant, (stored(), None), progress=False)
+        direct = score_two_camera(ds, variant, (SeededExtractor(), None), progress=False)
+        assert len(fake.calls) == 2 and np.intersect1d(*fake.calls).size == 0
+        assert np.array_equal(np.sort(np.concatenate(fake.calls)), every.tids)
+    assert one.results[0]["per_split"][0]["cmc"] == direct.results[0]["per_split"][4]["cmc"]
+    for res in (every, again):
+        for a, b in zip(res.results[0]["per_split"], direct.results[0]["per_split"]):
+            assert a["cmc"] == b["cmc"] and a["mAP"] == b["mAP"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reid.evaluation.feature_store import (FeatureStore, FeatureStoreError, Identity,
-                                           file_sha256)
+                                           StoredFeatures, file_sha256)
 
 
 @pytest.fixture
@@ -110,21 +110,35 @@ def test_bad_files(setup):
         FeatureStore.write(s.tmp / "g.h5", s.dataset, s.tids, {"F": s.extracted["F"]}, s.ident)
 
 
-def test_load_or_extract_extracts_once(setup):
-    s = setup
-    calls = []
+class CountingExtractor:
+    def __init__(self, extracted, tids):
+        self.extracted, self.tids, self.calls = extracted, list(tids), []
 
-    def extract():
-        calls.append(1)
-        return s.extracted
-    path = s.tmp / "cache.h5"
-    a = FeatureStore.load_or_extract(path, s.ident, s.dataset, s.tids, extract)
-    b = FeatureStore.load_or_extract(path, s.ident, s.dataset, s.tids, extract)
-    assert len(calls) == 1
-    np.testing.assert_array_equal(a["pool5"], b["pool5"])
+    def extract(self, dataset, tids, mode="all", progress=True):
+        self.calls.append(list(tids))
+        rows = [self.tids.index(t) for t in tids]
+        return {k: v[rows] for k, v in self.extracted.items()}
+
+
+def test_stored_features_extract_once(setup):
+    s = setup
+    ext = CountingExtractor(s.extracted, s.tids)
+    made = []
+
+    def stored(**kw):
+        return StoredFeatures(s.tmp / "cache.h5", s.tmp / "w.caffemodel", s.nets,
+                              lambda: made.append(1) or ext, **kw)
+    a = stored().extract(s.dataset, s.tids)
+    b = stored().extract(s.dataset, s.tids[::-1])            # rows follow the tids asked
+    assert ext.calls == [s.tids.tolist()] and len(made) == 1  # the second never built one
+    for key in s.extracted:
+        np.testing.assert_array_equal(b[key], a[key][::-1])
     with pytest.raises(FeatureStoreError, match="computed from other chunks"):
-        FeatureStore.load_or_extract(path, Identity(**dict(vars(s.ident), chunks="first")),
-                                     s.dataset, s.tids, extract)
+        stored().extract(s.dataset, s.tids, mode="first")
+    stored(re_extract=True).extract(s.dataset, s.tids, mode="first")
+    assert len(ext.calls) == 2
+    with h5py.File(s.tmp / "cache.h5", "r") as f:
+        assert Identity.from_attrs(f.attrs).chunks == "first"
 
 
 def test_lazy_arrays_and_rows(setup):

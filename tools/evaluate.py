@@ -4,7 +4,7 @@
     bin/python tools/evaluate.py --dataset data/mars --run work/mars/all \\
         [--weights work/mars/all/snapshots/snap_iter_40000.caffemodel] [--variant all] \\
         [-k 100] [--lam 1] [--first-t] [--splits 0,1,...] [--show 4 | --show-tids 12,40] \\
-        [--top 10] [--out DIR] [--name ALL]
+        [--top 10] [--out DIR] [--name ALL] [--features FILE.h5] [--re-extract]
 
 The run folder holds deploy_features.prototxt (and deploy_metric.prototxt for variants with a
 metric model) as reid.run.write_nets writes them; the variant is read from the
@@ -20,6 +20,12 @@ CNN+SRM rank by M alone (the top k by d of their untrained F, every pair when k 
 gallery); -k 0 scores every pair. Protocols: MARS official kit and common variant; iLIDS-VID
 and PRID2011 probe cam1/cam_a against gallery cam2/cam_b over each split's test persons,
 mean and std over the splits.
+
+Feature files (reid/evaluation/feature_store.py): F, the pool5 the SRM re-scores and the TAM
+weights are written once per (weights, nets, dataset[, split]) to --features, by default
+WEIGHTS_DIR/features/<weights name>.<dataset>[.first-t][.split{split}].h5, and read back by
+every later evaluation (another -k, --lam, --out) instead of extracting again; a file from
+other weights, nets, data or chunk mode is refused, --re-extract overwrites it.
 
 Writes to --out (default RUN/eval_<dataset>_<weights name>): results.txt (Table-2/3-shaped),
 results.csv, results.json (every number, per query and per split), cmc.png (Fig. 9),
@@ -72,6 +78,12 @@ def parse_args(argv=None):
                    help="comma-separated query tracklet ids to draw instead of --show")
     p.add_argument("--top", type=int, default=10, help="gallery items per ranked list")
     p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--features", default=None,
+                   help="feature file (HDF5) to read, or to write when absent (with {split} "
+                        "in --weights: {split} in it too); default: WEIGHTS_DIR/features/"
+                        "<weights name>.<dataset>[.first-t][.split{split}].h5")
+    p.add_argument("--re-extract", action="store_true",
+                   help="extract again and overwrite the feature file")
     p.add_argument("--name", default=None, help="row label (default: the Table 2 label)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -137,9 +149,43 @@ def _prepare_with(args, nets, variant, dataset):
             raise EvaluateError("--show-tids %s are not queries of %s" % (bad, where))
     stem = Path(str(weights).replace(score.SPLIT_FIELD, "split")).stem
     out = args.out or args.run / ("eval_%s_%s" % (dataset.name, stem))
+    features = check_features(args, nets, dataset, weights, paths)
     out.mkdir(parents=True, exist_ok=True)
     return dict(nets=nets, variant=variant, dataset=dataset, weights=str(weights),
-                paths=paths, splits=splits, show=show, out=out)
+                paths=paths, splits=splits, show=show, out=out, features=features)
+
+
+def default_features(weights, dataset, first_t, per_split):
+    """WEIGHTS_DIR/features/<weights stem>.<dataset>[.first-t][.split{split}].h5: beside
+    the caffemodel, so that any --out, -k, --lam or protocol reuses it."""
+    w = Path(str(weights))
+    name = ".".join([w.stem, dataset] + (["first-t"] if first_t else [])
+                    + (["split" + score.SPLIT_FIELD] if per_split else []))
+    return str(w.parent / "features" / (name + ".h5"))
+
+
+def check_features(args, nets, dataset, weights, paths):
+    """The feature file (template), each file checked: one of other weights, nets, data or
+    chunk mode is refused now, and the folder a new one goes to is created now."""
+    from reid.evaluation.feature_store import FeatureStoreError, Identity, check_reusable
+    per_split = None not in paths
+    features = args.features or default_features(weights, dataset.name, args.first_t,
+                                                 per_split)
+    if per_split and score.SPLIT_FIELD not in features:
+        raise EvaluateError("--features %s: one caffemodel per split, so the path needs %s"
+                            % (features, score.SPLIT_FIELD))
+    chunks = "first" if args.first_t else "all"
+    for s, w in paths.items():
+        path = score.split_path(features, s) if per_split else features
+        ident = Identity.of(w, {"deploy_features": nets["deploy_features"]}, dataset, chunks,
+                            -1 if s is None else s)
+        try:
+            check_reusable(path, ident, args.re_extract)
+        except FeatureStoreError as e:
+            raise EvaluateError("%s (--re-extract overwrites it, --features PATH names "
+                                "another file)" % e) from None
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return features
 
 
 def score_job(job, args):
@@ -148,19 +194,20 @@ def score_job(job, args):
               "dataset, some splits' test persons were in its training data", file=sys.stderr)
     return score.score_run(job["dataset"], job["variant"], job["nets"], job["weights"], args.k,
                            args.lam, job["splits"], "first" if args.first_t else "all",
-                           not args.quiet)
+                           not args.quiet, job["features"], args.re_extract)
 
 
 def write_outputs(job, args, scored):
     variant, dataset, out = job["variant"], job["dataset"], job["out"]
     name = args.name or variant.label
     meta = dict(scored.meta, weights=job["weights"], run=str(args.run),
-                dataset_folder=str(args.dataset), deploy=job["nets"])
+                dataset_folder=str(args.dataset), deploy=job["nets"], features=job["features"])
     run = report.make_run(name, scored.results, **meta)
     title = "%s on %s (%s), k=%d, lambda=%g" % (name, report.DATASET_NAMES.get(
         dataset.name, dataset.name), os.path.basename(job["weights"]), scored.meta["k"],
         scored.meta["lambda"])
     paths = report.write_reports([run], out, "results", title=title)
+    paths["features"] = job["features"]
     curves = [("%s, %s" % (name, report.group_title(res)), res["cmc"], res.get("cmc_std"))
               for res in scored.results]
     paths["cmc"] = plots.plot_cmc(curves, out / "cmc.png", title=title)

@@ -10,11 +10,10 @@ the chunk mode.  Evaluation with another lambda, K or protocol then reads the fi
 of re-extracting; a file from other weights, nets or data is refused with the differences
 named.  Plain HDF5 (no filters beyond the standard deflate): h5dump, HDFView or h5py open it.
 
-Wiring (a few lines where the features are extracted)::
-
-    ident = Identity.of(weights, nets, dataset, chunks=chunks)
-    feats = FeatureStore.load_or_extract(path, ident, dataset, tids,
-                                         lambda: extractor.extract(dataset, tids, mode=chunks))
+Wiring: :class:`StoredFeatures` stands in for a FeatureExtractor (same ``extract``) and
+reads the file when it holds what is asked for, so reid.evaluation.score and tools/evaluate.py
+need no other change; :func:`check_reusable` lets a tool refuse a wrong file before anything
+long starts.
 """
 import hashlib
 import os
@@ -60,15 +59,17 @@ class Identity:
     chunks: str = "all"
 
     @classmethod
-    def of(cls, weights, nets, dataset, chunks="all"):
+    def of(cls, weights, nets, dataset, chunks="all", split=None):
         """Hash the files: weights (path), nets ({name: prototxt path}), dataset (an open
-        SequenceDataset, or the folder holding index.json)."""
+        SequenceDataset, or the folder holding index.json); split: None for the dataset's
+        applied split, -1 for features that belong to no split."""
         folder = Path(getattr(dataset, "folder", dataset))
         index = folder / INDEX_NAME
         for p in [Path(weights), index] + [Path(v) for v in nets.values()]:
             if not p.is_file():
                 raise FeatureStoreError(f"{p}: not found (needed for the feature file identity)")
-        split = getattr(dataset, "split_index", None)
+        if split is None:
+            split = getattr(dataset, "split_index", None)
         return cls(weights=file_sha256(weights),
                    nets={k: file_sha256(v) for k, v in sorted(nets.items())},
                    dataset=file_sha256(index), split=-1 if split is None else int(split),
@@ -202,14 +203,85 @@ class FeatureStore:
         with h5py.File(self.path, "r") as f:
             return f[name].shape
 
-    @classmethod
-    def load_or_extract(cls, path, identity, dataset, tids, extract, info=None,
-                        progress=False):
-        """The features of ``tids``: from ``path`` when it exists (and matches ``identity``,
-        else an error), otherwise ``extract()`` and write them there first."""
-        if not Path(path).exists():
-            cls.write(path, dataset, tids, extract(), identity, info, progress=progress)
-        return cls.open(path, identity, tids).features
+
+def is_feature_file(path):
+    """Whether ``path`` is an HDF5 file with this module's format attribute (so one that
+    re-extraction may overwrite)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return _text(f.attrs.get("format", "")) == FORMAT
+    except OSError:
+        return False
+
+
+def check_reusable(path, identity, re_extract=False):
+    """Before anything long: True when ``path`` holds features of ``identity`` (to be read),
+    False when it is to be written (absent, or ``re_extract`` of a feature file); a file of
+    another identity, or one that is no feature file, is an error naming the problem."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    if re_extract:
+        if not is_feature_file(path):
+            raise FeatureStoreError(f"{path}: not a feature file (format {FORMAT!r}); "
+                                    "re-extraction overwrites only those")
+        return False
+    FeatureStore.open(path, identity, arrays=())
+    return True
+
+
+class StoredFeatures:
+    """A FeatureExtractor backed by one feature file (same ``extract``; paper 3.4, eq. 2).
+
+    ``extract(dataset, tids, mode)`` reads the rows of ``tids`` from ``path`` when the file
+    was computed from these weights, nets, data, split and chunk mode (another identity is
+    an error), extracting only tracklets it lacks and adding them to the file (e.g. more
+    two-camera splits than last time).  Without the file, or with ``re_extract`` (once), it
+    extracts everything and writes the file.  ``make_extractor()`` builds the real
+    extractor on first need, so a reuse never loads the trunk.  ``arrays``: what is read
+    back (pool5 only where the SRM re-scores).
+    """
+
+    def __init__(self, path, weights, nets, make_extractor, split=-1, re_extract=False,
+                 arrays=ARRAYS):
+        self.path, self.weights, self.nets = Path(path), str(weights), dict(nets)
+        self.make_extractor, self.extractor = make_extractor, None
+        self.split, self.re_extract, self.arrays = split, re_extract, tuple(arrays)
+        self.extracted = []             # tids extracted by this object, per call (reports)
+
+    def extract(self, dataset, tids, mode="all", progress=True):
+        tids = np.asarray(tids, dtype=np.int64)
+        ident = Identity.of(self.weights, self.nets, dataset, chunks=mode, split=self.split)
+        if not check_reusable(self.path, ident, self.re_extract):
+            feats = self._extract(dataset, tids, mode, progress)
+            self._write(dataset, tids, feats, ident, progress)
+            self.re_extract = False
+            return feats
+        store = FeatureStore.open(self.path, ident, arrays=self.arrays)
+        missing = np.setdiff1d(tids, store.tids)
+        if missing.size:
+            old = FeatureStore.open(self.path, ident).features
+            new = self._extract(dataset, missing, mode, progress)
+            self._write(dataset, np.concatenate([store.tids, missing]),
+                        {k: np.concatenate([old[k], new[k]]) for k in new}, ident, progress)
+            store = FeatureStore.open(self.path, ident, arrays=self.arrays)
+        if np.array_equal(store.tids, tids):
+            return store.features
+        rows = {int(t): i for i, t in enumerate(store.tids)}
+        rows = np.array([rows[int(t)] for t in tids], dtype=np.int64)
+        return {k: v[rows] for k, v in store.features.items()}
+
+    def _extract(self, dataset, tids, mode, progress):
+        if self.extractor is None:
+            self.extractor = self.make_extractor()
+        self.extracted.append(tids)
+        return self.extractor.extract(dataset, tids, mode=mode, progress=progress)
+
+    def _write(self, dataset, tids, feats, ident, progress):
+        info = dict(weights=self.weights, dataset=getattr(dataset, "folder", ""),
+                    **{f"net.{k}": v for k, v in self.nets.items()})
+        FeatureStore.write(self.path, dataset, tids, feats, ident, info, progress=progress)
 
 
 REQUIRED = ("F", "pool5", "pool5_row", "pool5_start", "tracklets/tid", "tracklets/pid",

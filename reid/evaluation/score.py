@@ -61,13 +61,34 @@ def rank_variant(variant, d=None, metric_fn=None, **kw):
 
 
 # ---- models -----------------------------------------------------------------------------
-def load_models(nets, weights, metric):
-    """(FeatureExtractor, MetricScorer or None) of a run's deploy nets and one caffemodel,
-    which is checked against each net first (check_weights_fit)."""
-    from reid.evaluation.features import FeatureExtractor, MetricScorer
-    extractor = FeatureExtractor(nets["deploy_features"], weights)
+def load_models(nets, weights, metric, features=None, split=-1, re_extract=False):
+    """(extractor, MetricScorer or None) of a run's deploy nets and one caffemodel, which
+    is checked against each net first (check_weights_fit). The extractor: run_features."""
+    from reid.evaluation.features import MetricScorer
     scorer = MetricScorer(nets["deploy_metric"], weights) if metric else None
-    return extractor, scorer
+    return run_features(nets, weights, metric, features, split, re_extract), scorer
+
+
+def run_features(nets, weights, metric, path=None, split=-1, re_extract=False):
+    """Features of this run, from file or extracted: a FeatureExtractor, or with ``path``
+    a reid.evaluation.feature_store.StoredFeatures that reads that file when it holds
+    features of these weights, nets and data (pool5 only for the SRM: ``metric``) and
+    otherwise extracts (loading the trunk only then) and writes it."""
+    from reid.evaluation.features import FeatureExtractor
+
+    def make():
+        return FeatureExtractor(nets["deploy_features"], weights)
+    if path is None:
+        return make()
+    from reid.evaluation.feature_store import ARRAYS, StoredFeatures
+    arrays = ARRAYS if metric else tuple(a for a in ARRAYS if a != "pool5")
+    return StoredFeatures(path, weights, {"deploy_features": nets["deploy_features"]}, make,
+                          split, re_extract, arrays)
+
+
+def split_path(path, split):
+    """``path`` of one split: "{split}" replaced; None stays None."""
+    return None if path is None else str(path).replace(SPLIT_FIELD, str(split))
 
 
 def check_weights(nets, weights_paths, metric):
@@ -99,26 +120,31 @@ def resolve_weights(weights, splits):
 
 
 def score_run(dataset, variant, nets, weights, k=100, lam=1.0, splits=None, chunks="all",
-              progress=True):
+              progress=True, features=None, re_extract=False):
     """Score a trained run of `variant` (reid.nets.config.Variant) on a prepared dataset:
     MARS layout through score_mars, iLIDS-VID / PRID2011 over their splits (paper 4.1)
     through score_two_camera. nets: {deploy_features[, deploy_metric]: prototxt};
     weights: one caffemodel, or a path containing "{split}" for one model per split (the
-    paper trains on each split's training half)."""
+    paper trains on each split's training half). features: a feature file to read or
+    write (run_features; with "{split}" in weights, "{split}" in it too)."""
     metric = bool(variant.metric)
     if dataset.name not in TWO_CAMERA:
         if splits is not None:
             raise ValueError("splits: %s has one official split" % dataset.name)
         paths = resolve_weights(weights, [])
-        return score_mars(dataset, variant, load_models(nets, paths[None], metric), k, lam,
-                          chunks, progress)
+        models = load_models(nets, paths[None], metric, features, -1, re_extract)
+        return score_mars(dataset, variant, models, k, lam, chunks, progress)
     splits = [s for s, _, _ in two_camera_lists(dataset, splits)]
     paths = resolve_weights(weights, splits)
     if None in paths:
-        models = load_models(nets, paths[None], metric)
+        models = load_models(nets, paths[None], metric, features, -1, re_extract)
     else:
+        if features is not None and SPLIT_FIELD not in str(features):
+            raise ValueError("%s: one caffemodel per split, so one feature file per split: "
+                             "the path needs %s" % (features, SPLIT_FIELD))
         check_weights(nets, paths.values(), metric)
-        models = lambda s: load_models(nets, paths[s], metric)   # noqa: E731  (one at a time)
+        models = lambda s: load_models(nets, paths[s], metric,  # noqa: E731  (one at a time)
+                                       split_path(features, s), s, re_extract)
     return score_two_camera(dataset, variant, models, k, lam, splits, chunks, progress)
 
 

@@ -57,6 +57,20 @@ def test_missing_database_is_a_clear_error(tmp_path):
     assert "does not exist" in str(err.value) and missing in str(err.value)
 
 
+def test_param_str_of_the_wrong_type_is_a_clear_error():
+    """A quoted number (split_index "3") is refused by name, not a TypeError deep inside."""
+    from python_layers.params import parse_param_str
+    from python_layers.sequence_data import DEFAULTS
+    with pytest.raises(ValueError, match=r"SequenceTripletDataLayer param_str: split_index "
+                                         r"must be an integer \(like the default 0\), got '3'"):
+        parse_param_str('{"split_index": "3"}', DEFAULTS, "SequenceTripletDataLayer")
+    for bad in ('{"mirror": 1}', '{"batch_triplets": 2.5}', '{"mean": 104}'):
+        with pytest.raises(ValueError, match="param_str: "):
+            parse_param_str(bad, DEFAULTS, "SequenceTripletDataLayer")
+    p = parse_param_str('{"split_index": 3, "mean": [1, 2, 3]}', DEFAULTS, "x")
+    assert p["split_index"] == 3 and p["mean"] == [1, 2, 3]
+
+
 def test_nan_loss_stops_training_and_names_the_iteration(tiny_mars, tmp_path):
     _, nets = _run(tmp_path, tiny_mars, "nan", 40, 1000, variant="cnn_diff", base_lr=1e12)
     with pytest.raises(experiment.TrainingDiverged, match=r"at iteration \d+"):

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from reid import run as runs
@@ -175,7 +176,8 @@ def net_config(prepared, variant, seed, batch_triplets):
 def write_run_nets(cfg, run_dir, iters, lr, steps):
     """Step nets of the synthetic studies: SMALL_SCHEDULE scaled to `iters` at base_lr `lr`
     (write_nets_step)."""
-    return write_nets_step(cfg, run_dir, SMALL_SCHEDULE.scaled(iters, lr), steps)
+    schedule = replace(SMALL_SCHEDULE.scaled(iters, lr), batch_triplets=cfg.batch_triplets)
+    return write_nets_step(cfg, run_dir, schedule, steps)
 
 
 def write_nets_step(cfg, run_dir, schedule, steps, dataset="mars", init_weights=None,
@@ -211,7 +213,10 @@ def write_nets_step(cfg, run_dir, schedule, steps, dataset="mars", init_weights=
 def generate_nets_command(dataset, cfg, schedule, run_dir):
     """The tools/generate_nets.py command that writes the same nets as write_nets_step."""
     from reid.nets.generate import run_argv
-    argv = run_argv(dataset, cfg, schedule, run_dir, Path(run_dir) / "snapshots")
+    try:
+        argv = run_argv(dataset, cfg, schedule, run_dir, Path(run_dir) / "snapshots")
+    except ValueError:                # settings no option spells (e.g. another mining mode)
+        return "reid.run.write_nets (no tools/generate_nets.py options for these settings)"
     return "bin/python tools/generate_nets.py " + " ".join(
         rel(a) if os.path.isabs(a) else a for a in argv)
 

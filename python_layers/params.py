@@ -12,9 +12,27 @@ def parse_param_str(text, defaults, owner):
     if unknown:
         raise ValueError("%s param_str: unknown keys %s (known: %s)"
                          % (owner, unknown, sorted(defaults)))
+    for key, value in given.items():
+        _check_type(owner, key, value, defaults[key])
     params = dict(defaults)
     params.update(given)
     return params
+
+
+_KINDS = ((bool, (bool,), "true or false"), (int, (int,), "an integer"),
+          (float, (int, float), "a number"), (str, (str,), "a string"),
+          ((list, tuple), (list,), "a list"), (dict, (dict,), "a mapping"))
+
+
+def _check_type(owner, key, value, default):
+    """A value of the default's kind (e.g. split_index 3, not "3"); None defaults take any."""
+    for kind, accepted, what in _KINDS:
+        if isinstance(default, kind):
+            ok = isinstance(value, accepted) and (kind is bool or not isinstance(value, bool))
+            if not ok:
+                raise ValueError("%s param_str: %s must be %s (like the default %r), got %r"
+                                 % (owner, key, what, default, value))
+            return
 
 
 def parse_params(layer, defaults):

@@ -53,6 +53,10 @@ class SequenceTripletDataLayer(caffe.Layer):
             raise ValueError("SequenceTripletDataLayer gives 2 tops: data, label")
         self.dataset = open_dataset(p["source"], split=p["split_index"])
         tracklets = [t for t in self.dataset.tracklets if t.split == p["split"]]
+        if self.dataset.splits:        # say whose data this is (one line in train.log)
+            print("SequenceTripletDataLayer: split %d of %s, %s identities: %s" % (
+                p["split_index"], p["source"], p["split"],
+                " ".join(map(str, sorted({t.pid for t in tracklets})))), flush=True)
         self.sampler = TripletSampler(tracklets, p["batch_triplets"], p["seq_len"], p["seed"],
                                       p["mirror"])
         if self.sampler.single:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from reid import run as runs
@@ -116,27 +117,29 @@ def data_settings(identities, seed, difficulty, degrade_prob=None, tiny=False):
 
 
 # ---- data ---------------------------------------------------------------------------------
-def synthetic_argv(source, settings):
+def synthetic_argv(source, settings, layout="mars"):
     """data_prep/make_synthetic.py arguments for the generation settings."""
-    argv = ["--layout", "mars", "--out", str(source)]
+    argv = ["--layout", layout, "--out", str(source)]
     for key, value in sorted(settings.items()):
         argv += ["--" + key.replace("_", "-"), str(value)]
     return argv
 
 
-def prepare_data(data_dir, settings, steps, progress=True):
-    """Steps generate and prep: the synthetic MARS layout, prepared with the real tools
-    (reid.datasets.cli, what data_prep/make_synthetic.py and prep_mars.py run); both are
+def prepare_data(data_dir, settings, steps, progress=True, layout="mars"):
+    """Steps generate and prep: a synthetic dataset in `layout` (MARS, iLIDS-VID or
+    PRID2011), prepared with the real tools (reid.datasets.cli, what
+    data_prep/make_synthetic.py and prep_<layout>.py run) into data_dir/<layout>; both are
     reused when data_dir already holds them for the same settings. Returns the prepared
     folder."""
     from reid.datasets.cli import prep_main, synthetic_main
-    data_dir = Path(data_dir)
-    source, prepared = data_dir / "source", data_dir / "mars"
+    from reid.evaluation.report import DATASET_NAMES
+    data_dir, name = Path(data_dir), DATASET_NAMES[layout]
+    source, prepared = data_dir / "source", data_dir / layout
     stamp = data_dir / "settings.json"
     same = stamp.is_file() and json.loads(stamp.read_text()) == settings
-    argv = synthetic_argv(source, settings)
-    steps.start("generate", "synthetic MARS-layout dataset (%s)" % ", ".join(
-        "%s=%s" % kv for kv in sorted(settings.items())),
+    argv = synthetic_argv(source, settings, layout)
+    steps.start("generate", "synthetic %s-layout dataset (%s)" % (name, ", ".join(
+        "%s=%s" % kv for kv in sorted(settings.items()))),
         "bin/python data_prep/make_synthetic.py " + " ".join(
             rel(a) if a == str(source) else a for a in argv))
     if same and (source / "synthetic_meta.json").is_file():
@@ -152,13 +155,13 @@ def prepare_data(data_dir, settings, steps, progress=True):
         except ValueError as e:                 # bad settings, e.g. too few identities
             raise PipelineError("generating %s: %s" % (source, e)) from None
         stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-    steps.start("prep", "frame LMDB + tracklet index with the MARS prep tool",
-                "bin/python data_prep/prep_mars.py %s %s" % (rel(source), rel(prepared)))
+    steps.start("prep", "frame LMDB + tracklet index with the %s prep tool" % name,
+                "bin/python data_prep/prep_%s.py %s %s" % (layout, rel(source), rel(prepared)))
     if (prepared / "index.json").is_file() and (prepared / "frames.lmdb").exists():
         steps.note("reusing %s" % rel(prepared))
     else:
         argv = [str(source), str(prepared)] + ([] if progress else ["--no-progress"])
-        if prep_main("mars", argv) != 0:
+        if prep_main(layout, argv) != 0:
             raise PipelineError("preparing %s failed (see the message above)" % source)
     return str(prepared)
 
@@ -171,42 +174,70 @@ def net_config(prepared, variant, seed, batch_triplets):
 
 
 def write_run_nets(cfg, run_dir, iters, lr, steps):
-    """Step nets: the run's prototxts, SMALL_SCHEDULE scaled to `iters` at base_lr `lr`; an
-    old run of other settings is cleared first."""
+    """Step nets of the synthetic studies: SMALL_SCHEDULE scaled to `iters` at base_lr `lr`
+    (write_nets_step)."""
+    schedule = replace(SMALL_SCHEDULE.scaled(iters, lr), batch_triplets=cfg.batch_triplets)
+    return write_nets_step(cfg, run_dir, schedule, steps)
+
+
+def write_nets_step(cfg, run_dir, schedule, steps, dataset="mars", init_weights=None,
+                    header=True):
+    """Step nets: the run's prototxts (reid.run.write_nets, with `schedule`); an old run of
+    other settings (run.json) is cleared first, one of the same settings is kept with its
+    snapshots. header: print the step and the tools/generate_nets.py command."""
+    from dataclasses import asdict
     run_dir = Path(run_dir)
-    settings = {"variant": cfg.variant.name, "size": cfg.size.name, "seed": cfg.seed,
-                "batch_triplets": cfg.batch_triplets, "iters": iters, "lr": lr,
-                "data_source": cfg.data_source}
+    settings = json.loads(json.dumps({"net": asdict(cfg), "schedule": asdict(schedule),
+                                      "init_weights": init_weights}, sort_keys=True))
     stamp = run_dir / "run.json"
     v = cfg.variant
-    steps.start("nets", "small %s net (temporal %s, metric %s), B = %d triplets, seed %d" % (
-        v.label, v.temporal, v.metric or "none", cfg.batch_triplets, cfg.seed))
+    if header:
+        steps.start("nets", "%s %s net (temporal %s, metric %s), B = %d triplets, seed %d"
+                    % (cfg.size.name, v.label, v.temporal, v.metric or "none",
+                       cfg.batch_triplets, cfg.seed),
+                    generate_nets_command(dataset, cfg, schedule, run_dir))
     if run_dir.exists() and (not stamp.is_file()
                              or json.loads(stamp.read_text()) != settings):
-        if stamp.is_file():
-            steps.note("settings changed: clearing the old run in %s" % rel(run_dir))
+        if not stamp.is_file():
+            raise PipelineError("%s exists but was not written by this tool (no run.json); "
+                                "move it away or choose another output folder" % run_dir)
+        steps.note("settings changed: clearing the old run in %s" % rel(run_dir))
         shutil.rmtree(run_dir)
-    nets = runs.write_nets(cfg, str(run_dir), SMALL_SCHEDULE.scaled(iters, lr))
+    nets = runs.write_nets(cfg, str(run_dir), schedule)
     stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-    steps.note("wrote %s" % ", ".join(rel(p) for p in sorted(nets.values())))
+    if header:
+        steps.note("wrote %s" % ", ".join(rel(p) for p in sorted(nets.values())))
     return nets
 
 
-def train_run(nets, run_dir, iters, steps, resume=False, progress=True):
-    """Step train: `bin/caffe train -solver` (reid.run.train_or_resume). Returns (weights,
-    TrainLog, whether training ran)."""
-    solver = nets["solver"]
-    steps.start("train", "%d iterations" % iters,
-                "bin/python tools/train.py %s   (or bin/caffe train -solver %s)"
-                % (rel(solver), rel(solver)))
+def generate_nets_command(dataset, cfg, schedule, run_dir):
+    """The tools/generate_nets.py command that writes the same nets as write_nets_step."""
+    from reid.nets.generate import run_argv
     try:
-        weights, log, trained = runs.train_or_resume(run_dir, solver, iters, resume, progress,
-                                                     steps.note)
+        argv = run_argv(dataset, cfg, schedule, run_dir, Path(run_dir) / "snapshots")
+    except ValueError:                # settings no option spells (e.g. another mining mode)
+        return "reid.run.write_nets (no tools/generate_nets.py options for these settings)"
+    return "bin/python tools/generate_nets.py " + " ".join(
+        rel(a) if os.path.isabs(a) else a for a in argv)
+
+
+def train_run(nets, run_dir, iters, steps, resume=False, progress=True, weights=None,
+              header=True):
+    """Step train: `bin/caffe train -solver` (reid.run.train_or_resume), from `weights`
+    unless it resumes. Returns (weights, TrainLog, whether training ran)."""
+    solver = nets["solver"]
+    if header:
+        steps.start("train", "%d iterations" % iters,
+                    "bin/python tools/train.py %s%s   (or bin/caffe train -solver ...)"
+                    % (rel(solver), " --weights %s" % rel(weights) if weights else ""))
+    try:
+        out, log, trained = runs.train_or_resume(run_dir, solver, iters, resume, progress,
+                                                 steps.note, weights=weights)
     except RuntimeError as e:                   # TrainingDiverged, a failed caffe
         raise PipelineError(str(e)) from None
     if not trained:
-        steps.note("reusing the finished training %s" % rel(weights))
-    return weights, log, trained
+        steps.note("reusing the finished training %s" % rel(out))
+    return out, log, trained
 
 
 # ---- scoring and outputs --------------------------------------------------------------------

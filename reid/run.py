@@ -152,10 +152,13 @@ def train_logs(run_dir):
     return parts + ([last] if os.path.isfile(last) else [])
 
 
-def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=print):
-    """Train the run folder's solver to `iters`: a finished run is reused, an interrupted one
-    continues from its last snapshot with `resume` (else starts over). note(text) says what
-    happens. Returns (weights, TrainLog of every part, whether training ran)."""
+def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=print,
+                    weights=None):
+    """Train the run folder's solver to `iters`, from the caffemodel `weights` (e.g. a MARS
+    model to fine-tune): a finished run is reused, an interrupted one continues from its
+    last snapshot with `resume` (else starts over). note(text) says what happens, and warns
+    when F collapsed (collapse_warning). Returns (weights, TrainLog of every part, whether
+    training ran)."""
     run_dir = str(run_dir)
     final = snapshots(run_dir, "caffemodel").get(iters)
     if final:
@@ -178,12 +181,62 @@ def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=pr
             os.remove(p)
     note("log: %s" % os.path.join(run_dir, "train.log"))
     train(solver, os.path.join(run_dir, "train.log"), iters, snapshot=snapshot,
-          progress=progress)
+          weights=None if snapshot else weights, progress=progress)
     final = snapshots(run_dir, "caffemodel").get(iters)
     if not final:
         raise RuntimeError("training ended without %s/snapshots/*_iter_%d.caffemodel"
                            % (run_dir, iters))
-    return final, parse_logs(train_logs(run_dir)), True
+    log = parse_logs(train_logs(run_dir))
+    warning = collapse_warning(log, triplet_margin(solver))
+    if warning:
+        note(warning)
+    return final, log, True
+
+
+MARGIN_RE = re.compile(r'margin\\?"\s*:\s*([0-9.eE+-]+)')     # in an escaped param_str
+NET_RE = re.compile(r'^\s*net:\s*"([^"]+)"', re.M)
+
+
+PREFIX_RE = re.compile(r'^\s*snapshot_prefix:\s*"([^"]+)"', re.M)
+
+
+def default_log(solver):
+    """Where a training of `solver` logs: train.log where its snapshots go (work/<dataset>/
+    <variant>/ for the committed solvers, never the committed prototxt/ folder; a run folder
+    for write_nets' RUN/snapshots/), else beside the solver."""
+    m = PREFIX_RE.search(open(solver).read())
+    if not m:
+        return os.path.join(os.path.dirname(os.path.abspath(solver)), "train.log")
+    folder = os.path.dirname(m.group(1))
+    if os.path.basename(folder) == "snapshots":
+        folder = os.path.dirname(folder)
+    return os.path.join(folder or ".", "train.log")
+
+
+def triplet_margin(solver, default=0.3):
+    """The triplet loss margin of a solver's train net (its param_str; DESIGN.md 1.3)."""
+    m = NET_RE.search(open(solver).read())
+    if not (m and os.path.isfile(m.group(1))):     # paths are relative to where caffe runs
+        return default
+    found = MARGIN_RE.search(open(m.group(1)).read())
+    return float(found.group(1)) if found else default
+
+
+def collapse_warning(log, margin, tol=0.005):
+    """A warning when the triplet loss sat at its margin over the last quarter of the
+    readings (at least 3): every anchor is as far from its positive as from the hardest
+    negative, i.e. F has collapsed to one point and ranks at chance, whatever 'done' says
+    (docs/TABLE2.md: a too large learning rate saturates the TAM's LSTM). None otherwise."""
+    values = log.outputs.get("triplet_loss") or []
+    tail = max(3, len(values) // 4)
+    if len(values) < tail or any(abs(v - margin) > tol for v in values[-tail:]):
+        return None
+    first = len(values) - tail
+    while first > 0 and abs(values[first - 1] - margin) <= tol:
+        first -= 1
+    return ("warning: the triplet loss has sat at its margin %g since iteration %d (last "
+            "reading %.4f): F has collapsed to one point and ranks no better than chance; "
+            "train with a smaller base_lr" % (margin, log.iterations[first], values[-1]))
 
 
 # ---- reading a run folder -----------------------------------------------------------------

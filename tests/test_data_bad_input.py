@@ -199,7 +199,8 @@ def test_prid_bad_splits_json(copy):
     spath.write_text(json.dumps(good))
     victim = src / prid2011.SHOT_DIR / 'cam_b' / good[0]['test'][0]
     shutil.rmtree(victim)
-    with pytest.raises(LayoutError, match=f"{victim}: folder not found \\(PRID2011 person"):
+    with pytest.raises(LayoutError, match=f"1 person folder named by the splits file {spath} "
+                                          f"is missing \\(e.g. cam_b/{victim.name}\\)"):
         prid2011.parse_prid2011(src, spath)
     with pytest.raises(LayoutError, match=f"{src / 'nope.json'}: file not found"):
         prid2011.parse_prid2011(src, src / 'nope.json')
@@ -326,7 +327,7 @@ def test_interrupted_build_keeps_previous_database(copy, tmp_path, monkeypatch):
     assert after[0] == before[0] and after[2] == before[2]
     for a, b in zip(after[1], before[1]):
         np.testing.assert_array_equal(a, b)
-    assert _listing(out) == ['.build.lock', 'frames.lmdb', 'index.json']   # no temporaries left
+    assert _listing(out) == ['frames.lmdb', 'index.json']   # no temporaries left
     monkeypatch.setattr(B, 'make_datum', real)
     _quiet(mars.prepare_mars, src, out)              # re-run works
     assert _snapshot(out)[0] != before[0]
@@ -362,7 +363,7 @@ def test_killed_build_leaves_old_database_and_rerun_cleans_up(copy, tmp_path):
         np.testing.assert_array_equal(a, b)
     report = _quiet(mars.prepare_mars, src, out)
     assert sorted(report.removed_stale) == sorted(debris)
-    assert _listing(out) == ['.build.lock', 'frames.lmdb', 'index.json']
+    assert _listing(out) == ['frames.lmdb', 'index.json']
     assert _snapshot(out)[2] == before[2]
 
 
@@ -392,6 +393,8 @@ def test_concurrent_builds_are_refused(copy, tmp_path):
     with BuildLock(out):
         with pytest.raises(RuntimeError, match='another build of this dataset is running'):
             _quiet(prid2011.prepare_prid2011, src, out, src / 'splits_prid2011.json')
+        assert (out / '.build.lock').exists()
+    assert not (out / '.build.lock').exists()       # nothing left behind once released
 
 
 def test_not_a_prepared_dataset(tmp_path):

@@ -181,6 +181,28 @@ def test_prid_with_the_real_splits_file(tmp_path):
         assert ds.index.meta['persons_on_disk'] == {'cam_a': 202, 'cam_b': 204}
 
 
+def test_prid_defaults_to_the_sources_splits_file(tmp_path):
+    """Without --splits, a source that ships splits_prid2011.json (as the synthetic one does)
+    is prepared with its own splits, and the tool says which file it used; the standard
+    file, given explicitly, names the first person it lacks and the splits file."""
+    src = tmp_path / 'src'
+    meta = generate(src, layout='prid2011', identities=12, seed=2, **SMALL)
+    prep = [sys.executable, str(ROOT / 'data_prep' / 'prep_prid2011.py'), str(src)]
+    r = subprocess.run(prep + [str(tmp_path / 'out'), '--no-progress'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (f"splits: 10 train/test splits from {src / 'splits_prid2011.json'} "
+            "(the source folder's own splits file)") in r.stdout
+    with open_dataset(tmp_path / 'out') as ds:
+        for k, s in enumerate(meta['splits']):
+            assert ds.splits[k]['test'] == s['test'] and ds.splits[k]['train'] == s['train']
+    r = subprocess.run(prep + [str(tmp_path / 'std'), '--splits', str(REAL_PRID_SPLITS)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert 'person folders named by the splits file' in r.stderr
+    assert str(REAL_PRID_SPLITS) in r.stderr and 'cam_a/person_0016' in r.stderr
+
+
 def test_cli_mars_and_index_file(prepared, tmp_path):
     """prep_mars.py SRC OUT: exit 0, a summary line, index.json beside frames.lmdb."""
     src, out, meta = prepared['mars']

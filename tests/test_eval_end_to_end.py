@@ -232,9 +232,16 @@ def test_two_camera_per_split_weights_and_missing_split(runs, tiny_ilidsvid, tmp
     with pytest.raises(SystemExit, match=r"split\(s\) \[12\] missing"):
         tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", str(weights),
                    "--splits", "0,12", "--quiet", "--out", str(tmp_path / "out2")])
-    with pytest.raises(SystemExit, match="caffemodel not found: .*split5"):
+    with pytest.raises(SystemExit, match=r"caffemodel not found for 1 of 2 splits: 5 \(.*"
+                                         r"split5/model.caffemodel\); to evaluate the splits "
+                                         r"that have one: --splits 0$"):
         tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", template,
                    "--splits", "0,5", "--quiet", "--out", str(tmp_path / "out3")])
+    with pytest.raises(SystemExit, match=r"for 8 of 10 splits: 1, 2, 4, 5, 6, 7, 8, 9 \("
+                                         r"[^)]*split4/model.caffemodel, \.\.\.\); .*"
+                                         r"--splits 0,3$"):
+        tool.main(["--dataset", tiny_ilidsvid, "--run", str(run), "--weights", template,
+                   "--quiet", "--out", str(tmp_path / "out4")])
 
 
 class FakeExtractor:
@@ -429,3 +436,16 @@ def test_two_camera_feature_file_grows_with_the_splits(tiny_ilidsvid, tmp_path):
     for res in (every, again):
         for a, b in zip(res.results[0]["per_split"], direct.results[0]["per_split"]):
             assert a["cmc"] == b["cmc"] and a["mAP"] == b["mAP"]
+
+
+def test_default_output_is_beside_the_weights_and_the_title_shows_the_template():
+    """Without --out nothing is written into the run folder (e.g. the committed prototxt/):
+    eval_<dataset>_<weights> goes beside the caffemodel, or beside the split folders."""
+    from pathlib import Path
+    assert tool.default_out("work/mars/all/snap_iter_5.caffemodel", "mars") == \
+        Path("work/mars/all/eval_mars_snap_iter_5")
+    template = "out/t3/ilidsvid/split{split}/snapshots/snap_iter_150.caffemodel"
+    assert tool.default_out(template, "ilidsvid") == Path("out/t3/ilidsvid/eval_ilidsvid_"
+                                                          "snap_iter_150")
+    assert tool.weights_title(template) == "split{split}/snapshots/snap_iter_150.caffemodel"
+    assert tool.weights_title("work/mars/all/snap_iter_5.caffemodel") == "snap_iter_5.caffemodel"

@@ -245,8 +245,9 @@ def test_compare_runs_tool(runs, tmp_path):
     table = report.parse_table(paths["table"].read_text())
     assert list(table) == ABLATIONS + ["CNN [b]"]
     assert table["CNN [b]"] == table["CNN"]
-    _png(paths["cmc"])
-    assert paths["cmc"].name == "comparison_cmc_mars_mars_official.png"
+    img = _png(paths["cmc"])
+    assert paths["cmc"].name == "comparison_cmc.png"
+    assert img.shape[1] > 1.8 * img.shape[0]          # two panels: MARS and iLIDS-VID
     merged = report.load_json(paths["json"])
     assert len(merged) == 7
     with pytest.raises(SystemExit, match="not a results file"):
@@ -262,3 +263,54 @@ def test_compare_runs_script_runs_standalone(runs, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "ALL" in out.stdout
     assert (tmp_path / "o/comparison_cmc_ilidsvid_two_camera_splits.png").is_file()
+
+
+def _two_camera(rng, dataset, splits=10):
+    items = []
+    for _ in range(splits):
+        d = rng.random((20, 20))
+        d[np.arange(20), np.arange(20)] -= 0.4
+        items.append((d, np.arange(20), np.arange(20)))
+    return P.evaluate_two_camera_splits(items, dataset=dataset, expected_splits=splits)
+
+
+def test_compare_runs_one_table3_row_from_three_results_json(runs, tmp_path):
+    """ALL on iLIDS-VID, PRID2011 and MARS in three <dataset>/results.json: one row, three
+    column groups, one figure with a panel per dataset; a second MARS run of the same name
+    is tagged with its folder, not with the useless 'results'."""
+    rng = np.random.default_rng(3)
+    mars_all = dict(runs[-1], results=runs[-1]["results"][:2])
+    files = [report.save_json(report.make_run("ALL", _two_camera(rng, ds)),
+                              tmp_path / ds / "results.json") for ds in ("ilidsvid", "prid2011")]
+    files.append(report.save_json(mars_all, tmp_path / "mars" / "results.json"))
+    files.append(report.save_json(runs[0] | {"name": "ALL"}, tmp_path / "again" / "results.json"))
+    paths = _load_tool().main([str(f) for f in files] + ["--out", str(tmp_path / "t3")])
+    table = report.parse_table(paths["table"].read_text())
+    assert list(table) == ["ALL", "ALL [again]"]
+    assert list(table["ALL"]) == ["iLIDS-VID (10 splits, mean±std)",
+                                  "PRID2011 (10 splits, mean±std)", "MARS (official kit)",
+                                  "MARS (common variant)"]
+    assert all("-" not in cells for cells in table["ALL"].values())
+    assert table["ALL [again]"]["iLIDS-VID (10 splits, mean±std)"] == ["-"] * 4
+    merged = report.load_json(paths["json"])
+    assert [m["source"] for m in merged[0]["meta"]["merged"]] == ["ilidsvid", "prid2011",
+                                                                  "mars"]
+    img = _png(paths["cmc"])
+    assert img.shape[1] > 2.7 * img.shape[0]          # three panels side by side
+
+
+def test_source_tags():
+    assert report.source_tags(["o/a.json", "o/b.json"]) == ["a", "b"]
+    assert report.source_tags(["o/x/results.json", "o/y/results.json"]) == ["x", "y"]
+    assert report.source_tags(["p/x/results.json", "q/x/results.json"]) == ["p", "q"]
+    assert report.source_tags(["p/x/r.json", "p/x/r.json"]) == ["p/x/r", "p/x/r"]
+
+
+def test_one_split_shows_no_spread():
+    """A mean over one split is that split: titled by it, without a ±0.0."""
+    res = _two_camera(np.random.default_rng(4), "ilidsvid", splits=1)
+    res["splits"] = [3]
+    assert report.group_title(res) == "iLIDS-VID (split 3)"
+    assert report.table_cells(res) == [report.pct(res["ranks"][str(k)]) for k in (1, 5, 10, 20)]
+    text = report.format_table(report.make_run("ALL", res))
+    assert "±" not in text and "1 splits" not in text

@@ -23,6 +23,61 @@ def test_committed_prototxt_equal_the_generator():
             assert f.read() == text, "%s differs from the generator: run tools/generate_nets.py" % path
 
 
+def _generate_nets_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "generate_nets", os.path.join(ROOT, "tools", "generate_nets.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generator_options_write_exactly_the_committed_nets(tmp_path, monkeypatch):
+    """tools/generate_nets.py --dataset D --variant V --size S --out ... writes, byte for
+    byte, the committed files of (D, V, S): one command per run, nothing edited by hand."""
+    tool = _generate_nets_tool()
+    monkeypatch.chdir(tmp_path)
+    for dataset in ("mars", "ilidsvid", "prid2011"):
+        for size, sub in (("paper", ""), ("small", "small")):
+            for v in VARIANTS:
+                folder = os.path.join("prototxt", dataset, sub, v)
+                assert tool.main(["--dataset", dataset, "--variant", v, "--size", size,
+                                  "--out", folder,
+                                  "--work", os.path.join("work", dataset, sub, v)]) == 0
+                for name in os.listdir(os.path.join(ROOT, folder)):
+                    with open(os.path.join(ROOT, folder, name)) as a, \
+                            open(os.path.join(folder, name)) as b:
+                        assert a.read() == b.read(), os.path.join(folder, name)
+                assert sorted(os.listdir(folder)) == sorted(os.listdir(os.path.join(ROOT, folder)))
+
+
+def test_a_runs_options_round_trip_and_pick_the_split(tmp_path, monkeypatch):
+    """run_argv gives the options that write a run's nets exactly as reid.run.write_nets
+    does (what the studies print as the stand-alone command); --split sets the data
+    layer's split_index, and a split of MARS or outside 0..9 is refused."""
+    from reid.nets.generate import run_argv, run_config
+    tool = _generate_nets_tool()
+    monkeypatch.chdir(tmp_path)
+    cfg, schedule = run_config("ilidsvid", "all", "small", "prep/ilidsvid", 7, iters=30,
+                               lr=1e-4, batch_triplets=2, seed=5)
+    nets = run.write_nets(cfg, "a", schedule)
+    argv = run_argv("ilidsvid", cfg, schedule, "b", os.path.join("b", "snapshots"))
+    assert "--work" not in argv and argv[argv.index("--split") + 1] == "7"
+    assert tool.main(argv) == 0
+    for path in nets.values():
+        other = os.path.join("b", os.path.basename(path))
+        with open(path) as f, open(other) as g:
+            assert f.read().replace("a/", "b/") == g.read(), path
+    assert '\\"split_index\\": 7' in open(nets["train_val"]).read()
+    assert "split_index" not in open(os.path.join(ROOT, "prototxt", "ilidsvid", "small", "all",
+                                                  "train_val.prototxt")).read()
+    for bad in (["--dataset", "mars", "--split", "0"], ["--dataset", "prid2011", "--split", "10"]):
+        with pytest.raises(SystemExit, match="only iLIDS-VID and PRID2011 have splits"):
+            tool.main(bad + ["--out", "c"])
+    with pytest.raises(SystemExit):
+        tool.main(["--split", "3"])                      # a run's option without --out
+
+
 def test_every_table2_variant_has_its_nets():
     for dataset in ("mars", "ilidsvid", "prid2011"):
         for sub in ("", "small"):

@@ -7,7 +7,7 @@ import pytest
 
 from reid import run
 from reid.datasets.sampler import TripletSampler
-from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
+from reid.nets.config import SMALL, SMALL_SCHEDULE, VARIANTS, NetConfig, Schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +54,40 @@ def test_missing_database_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError) as err:
         run.train(nets["solver"], str(tmp_path / "m.log"), 2, progress=False)
     assert "does not exist" in str(err.value) and missing in str(err.value)
+
+
+def test_param_str_of_the_wrong_type_is_a_clear_error():
+    """A quoted number (split_index "3") is refused by name, not a TypeError deep inside."""
+    from python_layers.params import parse_param_str
+    from python_layers.sequence_data import DEFAULTS
+    with pytest.raises(ValueError, match=r"SequenceTripletDataLayer param_str: split_index "
+                                         r"must be an integer \(like the default 0\), got '3'"):
+        parse_param_str('{"split_index": "3"}', DEFAULTS, "SequenceTripletDataLayer")
+    for bad in ('{"mirror": 1}', '{"batch_triplets": 2.5}', '{"mean": 104}'):
+        with pytest.raises(ValueError, match="param_str: "):
+            parse_param_str(bad, DEFAULTS, "SequenceTripletDataLayer")
+    p = parse_param_str('{"split_index": 3, "mean": [1, 2, 3]}', DEFAULTS, "x")
+    assert p["split_index"] == 3 and p["mean"] == [1, 2, 3]
+
+
+def test_collapse_warning_when_the_triplet_loss_sits_at_the_margin(tmp_path):
+    """F collapsed to a point gives a triplet loss of exactly the margin: warned, naming the
+    iteration it got stuck at; a loss that passes the margin on its way down is not."""
+    def log(values):
+        out = run.TrainLog()
+        for i, v in enumerate(values):
+            out.add(10 * i, "triplet_loss", v)
+        return out
+    stuck = log([0.9, 0.6, 0.45, 0.3002, 0.2999, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
+    assert "margin 0.3 since iteration 30" in run.collapse_warning(stuck, 0.3)
+    assert run.collapse_warning(log([0.9, 0.5, 0.3, 0.3, 0.25, 0.2, 0.1, 0.05]), 0.3) is None
+    assert run.collapse_warning(log([0.3, 0.3]), 0.3) is None          # too few readings
+    cfg = NetConfig(size=SMALL, margin=0.2)
+    nets = run.write_nets(cfg, str(tmp_path / "m"), SMALL_SCHEDULE)
+    assert run.triplet_margin(nets["solver"]) == 0.2
+    assert run.default_log(nets["solver"]) == str(tmp_path / "m" / "train.log")
+    assert run.default_log(os.path.join(ROOT, "prototxt", "mars", "small", "all",
+                                        "solver.prototxt")) == "work/mars/small/all/train.log"
 
 
 def test_nan_loss_stops_training_and_names_the_iteration(tiny_mars, tmp_path):

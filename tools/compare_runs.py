@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Compare evaluation runs (e.g. the six ablations of paper Table 2) in one table and one
-CMC figure (like paper Fig. 9).
+"""Compare evaluation runs (the six ablations of paper Table 2, or one method on the three
+datasets of Table 3) in one table and one CMC figure (like paper Fig. 9).
 
 Reads result JSONs written by reid.evaluation.report.save_json / write_reports, writes
-<out>/<stem>.txt (Table-shaped text), .csv, .json (all runs merged) and
-<out>/<stem>_cmc_<dataset>_<protocol>.png.
+<out>/<stem>.txt (Table-shaped text), .csv, .json (all runs merged) and <out>/<stem>_cmc.png
+(one panel per dataset; with --protocol / --dataset, one panel:
+<stem>_cmc_<dataset>_<protocol>.png).
 
     python tools/compare_runs.py runs/CNN.json runs/ALL.json ... --out out/compare \
         [--protocol mars_official] [--dataset mars] [--max-rank 50] [--title "Table 2"]
+    python tools/compare_runs.py out/ilidsvid/results.json out/prid2011/results.json \
+        out/mars/results.json --out out/table3
+
+Runs of the same name on different datasets (or protocols) become one row, so the three
+results.json of ALL give one Table-3 row; a run that repeats a dataset of its row is tagged
+with its file (the file name, or its folders where every file is results.json).
 """
 from __future__ import annotations
 
@@ -48,17 +55,13 @@ def main(argv=None):
         runs = report.merge_runs([report.load_json(p) for p in args.results],
                                  [str(p) for p in args.results])
         paths = report.write_reports(runs, args.out, args.stem, ranks, args.title)
-        first = next((res for r in runs for res in r["results"]
-                      if (args.protocol is None or res["protocol"] == args.protocol)
-                      and (args.dataset is None or res.get("dataset") == args.dataset)), None)
-        if first is None:
-            raise EvaluationInputError(f"no run has protocol {args.protocol!r} / dataset "
-                                       f"{args.dataset!r} for the CMC figure")
-        protocol, dataset = first["protocol"], first.get("dataset")
-        curves = plots.cmc_curves(runs, protocol, dataset)
-        png = args.out / f"{args.stem}_cmc_{dataset}_{protocol}.png"
-        paths["cmc"] = plots.plot_cmc(curves, png, max_rank=args.max_rank,
-                                      title=args.title or report.group_title(first))
+        panels = plots.cmc_panels(runs, args.protocol, args.dataset)
+        first = panels[0][0]
+        png = args.out / (f"{args.stem}_cmc_{first.get('dataset')}_{first['protocol']}.png"
+                          if args.protocol or args.dataset else f"{args.stem}_cmc.png")
+        paths["cmc"] = plots.plot_cmc_panels(
+            [(report.group_title(res), curves) for res, curves in panels], png,
+            max_rank=args.max_rank, title=args.title)
     except EvaluationInputError as e:
         raise SystemExit(f"compare_runs: {e}")
     print(paths["table"].read_text(), end="")

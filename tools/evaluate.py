@@ -27,8 +27,9 @@ WEIGHTS_DIR/features/<weights name>.<dataset>[.first-t][.split{split}].h5, and r
 every later evaluation (another -k, --lam, --out) instead of extracting again; a file from
 other weights, nets, data or chunk mode is refused, --re-extract overwrites it.
 
-Writes to --out (default RUN/eval_<dataset>_<weights name>): results.txt (Table-2/3-shaped),
-results.csv, results.json (every number, per query and per split), cmc.png (Fig. 9),
+Writes to --out (default: eval_<dataset>_<weights name> beside the weights, or beside the
+split folders of "{split}" weights): results.txt (Table-2/3-shaped), results.csv,
+results.json (every number, per query and per split), cmc.png (Fig. 9),
 ranked_lists.png (Fig. 10, real frames: green right, red wrong, blue distractor) and, when
 the net has a TAM, attention_<tid>.png (Fig. 1) for the first query shown.
 Everything that can be checked (files, variant, caffemodel vs deploy nets, splits, queries)
@@ -147,8 +148,7 @@ def _prepare_with(args, nets, variant, dataset):
         if bad:
             where = "split %d" % lists[0][0] if lists else dataset.name
             raise EvaluateError("--show-tids %s are not queries of %s" % (bad, where))
-    stem = Path(str(weights).replace(score.SPLIT_FIELD, "split")).stem
-    out = args.out or args.run / ("eval_%s_%s" % (dataset.name, stem))
+    out = args.out or default_out(str(weights), dataset.name)
     features = check_features(args, nets, dataset, weights, paths)
     out.mkdir(parents=True, exist_ok=True)
     return dict(nets=nets, variant=variant, dataset=dataset, weights=str(weights),
@@ -188,6 +188,26 @@ def check_features(args, nets, dataset, weights, paths):
     return features
 
 
+def default_out(weights, dataset):
+    """Beside the weights (never in the committed prototxt/ folder): eval_<dataset>_<weights
+    stem> next to the caffemodel, or next to its snapshots/ folder."""
+    folder, name = os.path.split(weights)
+    if os.path.basename(folder) == "snapshots":
+        folder = os.path.dirname(folder)
+    if score.SPLIT_FIELD in folder:          # one model per split: beside the split folders
+        folder = os.path.dirname(folder.split(score.SPLIT_FIELD)[0] + "x")
+    stem = os.path.splitext(name.replace(score.SPLIT_FIELD, "split"))[0]
+    return Path(folder or ".") / ("eval_%s_%s" % (dataset, stem))
+
+
+def weights_title(weights):
+    """The weights as a title shows them: the file name, or for one model per split the
+    template from its "{split}" folder on (split{split}/snap_iter_N.caffemodel)."""
+    parts = Path(weights).parts
+    i = next((i for i, p in enumerate(parts) if score.SPLIT_FIELD in p), len(parts) - 1)
+    return os.path.join(*parts[i:])
+
+
 def score_job(job, args):
     if job["splits"] is not None and None in job["paths"]:
         print("evaluate: one caffemodel for every split; unless it was trained on another "
@@ -204,7 +224,7 @@ def write_outputs(job, args, scored):
                 dataset_folder=str(args.dataset), deploy=job["nets"], features=job["features"])
     run = report.make_run(name, scored.results, **meta)
     title = "%s on %s (%s), k=%d, lambda=%g" % (name, report.DATASET_NAMES.get(
-        dataset.name, dataset.name), os.path.basename(job["weights"]), scored.meta["k"],
+        dataset.name, dataset.name), weights_title(job["weights"]), scored.meta["k"],
         scored.meta["lambda"])
     paths = report.write_reports([run], out, "results", title=title)
     paths["features"] = job["features"]

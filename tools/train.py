@@ -4,9 +4,10 @@
     bin/python tools/train.py SOLVER [--weights W.caffemodel] [--snapshot S.solverstate]
                               [--log LOG]
 
-Runs Caffe's own tool (reid.run.train), follows its log (default: train.log beside
-the solver), stops at the first NaN loss, and writes the training losses next to the log
-(<log stem>_losses.png). --weights initialises from a caffemodel (e.g. ImageNet CaffeNet,
+Runs Caffe's own tool (reid.run.train), follows its log (default: train.log where the
+solver's snapshots go, e.g. work/mars/all/), stops at the first NaN loss, writes the
+training losses next to the log (<log stem>_losses.png) and warns when the triplet loss
+ended stuck at its margin (F collapsed to one point). --weights initialises from a caffemodel (e.g. ImageNet CaffeNet,
 paper 4.2); --snapshot resumes from a solverstate (the data layer continues with the batch
 an uninterrupted run would have seen).
 """
@@ -43,14 +44,15 @@ def main(argv=None):
     p.add_argument("solver", help="solver prototxt")
     p.add_argument("--weights", help="caffemodel to initialise from")
     p.add_argument("--snapshot", help="solverstate to resume from")
-    p.add_argument("--log", help="log file (default: train.log beside the solver)")
+    p.add_argument("--log", help="log file (default: train.log in the solver's snapshot "
+                                 "folder, e.g. work/mars/all/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     iters = max_iter(a.solver)
     for flag, path in (("--weights", a.weights), ("--snapshot", a.snapshot)):
         if path and not os.path.isfile(path):
             raise SystemExit("train: %s file %s not found" % (flag, path))
-    log_path = a.log or os.path.join(os.path.dirname(os.path.abspath(a.solver)), "train.log")
+    log_path = a.log or run.default_log(a.solver)
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     print("train: %s, %d iterations; log %s" % (a.solver, iters, log_path), flush=True)
     try:
@@ -63,6 +65,9 @@ def main(argv=None):
         plot_losses(log, plot, title="training losses: %s" % a.solver)
         last = ", ".join("%s %.4g" % (k, v[-1]) for k, v in sorted(log.outputs.items()))
         print("train: done; last readings: %s\nlosses: %s" % (last, plot))
+        warning = run.collapse_warning(log, run.triplet_margin(a.solver))
+        if warning:
+            print("train: " + warning, file=sys.stderr)
     else:
         print("train: done (no loss readings in the log; display: 0?)")
     return 0

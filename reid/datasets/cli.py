@@ -23,11 +23,10 @@ def prep_main(dataset: str, argv=None) -> int:
     ap.add_argument('src', help='dataset folder as distributed')
     ap.add_argument('out', help='output folder (replaced atomically when the build completes)')
     if dataset in ('ilidsvid', 'prid2011'):
-        from .reference import prid2011_splits_path
-        default = prid2011_splits_path() if dataset == 'prid2011' else None
-        ap.add_argument('--splits', default=default,
-                        help='split file' + (f' (default {default})' if default else
-                                             " (default SRC/train-test people splits/...mat)"))
+        ap.add_argument('--splits', default=None, help='split file (default: ' + (
+            "SRC/splits_prid2011.json when the source has one, else the standard ten splits "
+            "in reid/datasets/reference/splits_prid2011.json)" if dataset == 'prid2011'
+            else "SRC/train-test people splits/train_test_splits_ilidsvid.mat)"))
     ap.add_argument('--min-frames', type=int, default=6,
                     help='report tracklets shorter than this (the sequence length T); default 6')
     ap.add_argument('--allow-missing', action='store_true',
@@ -43,6 +42,11 @@ def prep_main(dataset: str, argv=None) -> int:
     t0 = time.time()
     try:
         src = parse()
+        if src.splits:
+            origin = src.info.get('splits_origin') or (
+                'given' if a.splits else "the source folder's own splits file")
+            print(f"splits: {len(src.splits)} train/test splits from {src.info['splits_file']} "
+                  f"({origin})")
         with warnings.catch_warnings():
             # Each skipped frame is in the summary below; don't also print one warning each.
             warnings.simplefilter('ignore')

@@ -104,22 +104,39 @@ def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[str]:
 
 
 class BuildLock:
-    """Exclusive lock on an output folder so two builds never interleave their renames."""
+    """Exclusive lock on an output folder so two builds never interleave their renames.
+
+    The lock file (.build.lock) exists only while a build runs: it is removed before the
+    lock is released, and a build that locked a file someone removed meanwhile (a stale
+    inode) retries on the current one, so removing it never lets two builds in at once."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / '.build.lock'
         self.fd = None
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise RuntimeError(f"{self.path}: another build of this dataset is running") from None
-        return self
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RuntimeError(f"{self.path}: another build of this dataset is running"
+                                   ) from None
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self.fd = fd
+                return self
+            os.close(fd)                  # the previous holder removed this file: retry
 
     def __exit__(self, *exc):
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 

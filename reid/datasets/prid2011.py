@@ -4,9 +4,11 @@
     splits json: [{'train': ['person_0001', ...], 'test': [...]}, ...] x 10 (89/89 persons)
 
 Persons 1-200 appear in both cameras; the standard protocol uses the 178 of them named in
-the splits file (by default reid/datasets/reference/splits_prid2011.json, the one
-distributed with common re-id toolkits). Only those persons are indexed: one tracklet per
-person and camera, persons in number order, cam_a (cam 1, the probe) before cam_b (cam 2, the gallery).
+the splits file. Without an explicit one, the source's own SRC/splits_prid2011.json is used
+when it has one (the synthetic generator writes it), else the standard ten splits in
+reid/datasets/reference/splits_prid2011.json (the copy distributed with common re-id toolkits). Only those
+persons are indexed: one tracklet per person and camera, persons in number order, cam_a
+(cam 1, the probe) before cam_b (cam 2, the gallery).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ SHOT_DIR = Path('prid_2011') / 'multi_shot'
 CAMS = {1: 'cam_a', 2: 'cam_b'}
 PERSON_RE = re.compile(r'^person_(\d{4})$')
 FRAME_RE = re.compile(r'^(\d+)\.png$')
+SPLITS_NAME = 'splits_prid2011.json'
 
 
 def person_folder(pid: int) -> str:
@@ -38,6 +41,15 @@ def find_shot_dir(src: Path) -> Path:
             return cand
     raise LayoutError(f"{src / SHOT_DIR}: folder not found (SRC must contain "
                       f"prid_2011/multi_shot/cam_a and cam_b)")
+
+
+def default_splits_file(src: Path) -> tuple[Path, str]:
+    """(splits file, where it comes from) when none is given: the source folder's own
+    splits_prid2011.json (beside prid_2011/ or inside it), else the standard ten splits."""
+    for cand in (src / SPLITS_NAME, src / SHOT_DIR.parts[0] / SPLITS_NAME):
+        if cand.is_file():
+            return cand, "the source folder's own splits file"
+    return prid2011_splits_path(), "the standard ten splits"
 
 
 def read_splits(path: Path) -> list[dict]:
@@ -72,16 +84,31 @@ def _tracklet(folder: Path, cam: int, pid: int) -> SourceTracklet:
                            f'{CAMS[cam]}/{person_folder(pid)}')
 
 
+def check_persons_on_disk(shot: Path, pids: list[int], spath: Path) -> None:
+    """Every person the splits name has a folder in both cameras; else one error saying how
+    many do not, the first few, and which splits file named them."""
+    missing = [f'{CAMS[c]}/{person_folder(p)}' for p in pids for c in CAMS
+               if not (shot / CAMS[c] / person_folder(p)).is_dir()]
+    if missing:
+        n = len(missing)
+        raise LayoutError(f"{shot}: {n} person folder{'s' if n > 1 else ''} named by the "
+                          f"splits file {spath} {'are' if n > 1 else 'is'} missing (e.g. {', '.join(missing[:3])}); is it the "
+                          f"splits file of this source? Another one: --splits FILE")
+
+
 def parse_prid2011(src: str | Path, splits_file: str | Path | None = None) -> SourceDataset:
     shot = find_shot_dir(Path(src))
-    spath = Path(splits_file) if splits_file else prid2011_splits_path()
+    spath, origin = ((Path(splits_file), 'given') if splits_file
+                     else default_splits_file(Path(src)))
     splits = read_splits(spath)
     pids = sorted({p for s in splits for part in ('train', 'test') for p in s[part]})
+    check_persons_on_disk(shot, pids, spath)
     tracklets = [_tracklet(shot / CAMS[c] / person_folder(p), c, p) for p in pids for c in CAMS]
     on_disk = {c: sum(1 for d in (shot / CAMS[c]).iterdir() if PERSON_RE.match(d.name))
                for c in CAMS}
     return SourceDataset('prid2011', str(shot), tracklets, splits,
                          {'num_persons': len(pids), 'splits_file': str(spath),
+                          'splits_origin': origin,
                           'persons_on_disk': {CAMS[c]: n for c, n in on_disk.items()}})
 
 

@@ -54,15 +54,54 @@ def cmc_curves(runs, protocol, dataset=None):
     return out
 
 
-def plot_cmc(curves, path, *, max_rank=None, title=None, legend_rank1=True):
+def cmc_panels(runs, protocol=None, dataset=None):
+    """[(result, curves)]: one panel per dataset the runs cover (in order of first
+    appearance), each with its first protocol (or ``protocol``); ``dataset`` keeps one. The
+    result is the panel's first (its group_title names the panel)."""
+    firsts = {}
+    for r in runs:
+        for res in r["results"]:
+            if ((protocol is None or res["protocol"] == protocol)
+                    and (dataset is None or res.get("dataset") == dataset)):
+                firsts.setdefault(res.get("dataset"), res)
+    if not firsts:
+        raise EvaluationInputError(f"no run has protocol {protocol!r} / dataset {dataset!r} "
+                                   "for the CMC figure")
+    return [(res, cmc_curves(runs, res["protocol"], ds)) for ds, res in firsts.items()]
+
+
+def plot_cmc(curves, path, *, max_rank=None, title=None, legend_rank1=True, reference=None):
     """Several CMC curves on one figure (like paper Fig. 9); returns the PNG path.
 
-    curves: [(label, cmc)] or [(label, cmc, std)], cmc as fractions, rank 1 first.
+    curves: [(label, cmc)] or [(label, cmc, std)], cmc as fractions, rank 1 first; a std
+    is drawn as a band. reference: {curve label: (text, {rank: fraction})}, published points
+    drawn as open markers in the curve's colour (e.g. the paper's rank-1/5/20).
     """
-    if not curves:
+    return plot_cmc_panels([(title, curves)], path, max_rank=max_rank,
+                           legend_rank1=legend_rank1, reference=reference)
+
+
+def plot_cmc_panels(panels, path, *, max_rank=None, legend_rank1=True, reference=None,
+                    title=None):
+    """One CMC axes per panel, side by side: panels = [(panel title, curves)] (see plot_cmc),
+    e.g. one per dataset when runs cover MARS, iLIDS-VID and PRID2011."""
+    if not panels or not any(curves for _, curves in panels):
         raise EvaluationInputError("plot_cmc: no curves to plot")
-    fig = _new_figure((6.0, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
+    if title and len(panels) == 1:
+        panels = [(title, panels[0][1])]
+    fig = _new_figure((6.0 * len(panels), 4.5))
+    for i, (panel_title, curves) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _draw_cmc(ax, curves, max_rank, legend_rank1, reference or {})
+        if panel_title:
+            ax.set_title(panel_title)
+    if title and len(panels) > 1:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _draw_cmc(ax, curves, max_rank, legend_rank1, reference):
+    from matplotlib.ticker import MaxNLocator
     for c in curves:
         label, cmc = c[0], np.asarray(c[1], float)
         std = np.asarray(c[2], float) if len(c) > 2 and c[2] is not None else None
@@ -75,17 +114,18 @@ def plot_cmc(curves, path, *, max_rank=None, title=None, legend_rank1=True):
         if std is not None:
             ax.fill_between(x, 100 * (cmc[:n] - std[:n]), 100 * (cmc[:n] + std[:n]),
                             color=line.get_color(), alpha=0.15, lw=0)
-    from matplotlib.ticker import MaxNLocator
-
+        if label in reference:
+            ref_text, points = reference[label]
+            points = {int(k): v for k, v in points.items()}
+            ranks = sorted(points)
+            ax.plot(ranks, [100 * points[k] for k in ranks], ls="none", marker="D", ms=6,
+                    mfc="none", color=line.get_color(), label=ref_text)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Rank")
     ax.set_ylabel("Matching rate (%)")
     ax.set_ylim(top=100)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    if title:
-        ax.set_title(title)
-    return _save(fig, path)
 
 
 # ----------------------------------------------------------------------------- ranked list

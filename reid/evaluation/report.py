@@ -115,9 +115,18 @@ def group_key(res):
 
 def group_title(res):
     ds = DATASET_NAMES.get(res.get("dataset"), str(res.get("dataset") or "?"))
-    short = PROTOCOL_SHORT.get(res["protocol"], res["protocol"]).format(
-        n=res.get("num_splits", "?"), split=res.get("split", "?"))
+    protocol = res["protocol"]
+    split = res.get("split", "?")
+    if protocol == TWO_CAMERA_SPLITS and res.get("num_splits") == 1:   # no spread to show
+        protocol, split = TWO_CAMERA, (res.get("splits") or ["?"])[0]
+    short = PROTOCOL_SHORT.get(protocol, protocol).format(n=res.get("num_splits", "?"),
+                                                          split=split)
     return f"{ds} ({short})"
+
+
+def has_spread(res):
+    """Whether a result is a mean over several splits (its cells show ± std)."""
+    return res.get("ranks_std") is not None and res.get("num_splits", 2) > 1
 
 
 def _groups(runs):
@@ -130,7 +139,7 @@ def _groups(runs):
 
 def table_cells(res, ranks=DEFAULT_RANKS):
     """The table's cell strings of one result (rank-k for ``ranks``, then mAP if shown)."""
-    std = res.get("ranks_std")
+    std = res["ranks_std"] if has_spread(res) else None
     cells = []
     for k in ranks:
         v = res["ranks"].get(str(k))
@@ -253,19 +262,42 @@ def write_reports(runs, out_dir, stem="results", ranks=DEFAULT_RANKS, title=None
             "json": save_json(runs, out_dir / f"{stem}.json")}
 
 
+def source_tags(sources):
+    """Short distinct tags of result files, for rows whose names clash: the file stems, or,
+    where those repeat (every file called results.json), the shortest trailing folder path
+    that tells the files apart."""
+    parts = [Path(s).with_suffix("").parts or (str(s),) for s in sources]
+    while (len(parts) > 1 and all(len(p) > 1 for p in parts)
+           and len({p[-1] for p in parts}) == 1 and len(set(parts)) == len(parts)):
+        parts = [p[:-1] for p in parts]            # drop the shared file name
+    tags = [p[-1] for p in parts]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        tags = ["/".join(p[-k:]) for p in parts]
+        if len(set(tags)) == len(tags):
+            break
+    return tags
+
+
 def merge_runs(run_lists, sources=None):
-    """Concatenate runs from several files; clashing names get the file stem appended."""
-    merged, names = [], set()
-    for i, runs in enumerate(run_lists):
+    """Runs from several files, one row per run name. Same-name runs whose results lie in
+    different (dataset, protocol) groups become one row (e.g. ALL on iLIDS-VID, PRID2011 and
+    MARS from three results.json: one Table-3 row); a run that would repeat a group of its
+    name's row gets the file's tag (source_tags) appended instead."""
+    tags = source_tags(sources) if sources else [str(i) for i in range(len(run_lists))]
+    merged, first_tag = {}, {}
+    for tag, runs in zip(tags, run_lists):
         for r in runs:
-            name = r["name"]
-            if name in names:
-                tag = Path(sources[i]).stem if sources else str(i)
-                name = f"{name} [{tag}]"
-                n = 2
-                while name in names:
-                    name = f"{r['name']} [{tag} {n}]"
-                    n += 1
-            names.add(name)
-            merged.append(dict(r, name=name))
-    return merged
+            groups = {group_key(res) for res in r["results"]}
+            candidates = [r["name"], f"{r['name']} [{tag}]"] + [
+                f"{r['name']} [{tag} {n}]" for n in range(2, len(merged) + 3)]
+            name = next(c for c in candidates if c not in merged or not groups & {
+                group_key(res) for res in merged[c]["results"]})
+            if name not in merged:
+                merged[name] = dict(r, name=name, results=list(r["results"]))
+                first_tag[name] = tag
+                continue
+            row = merged[name]
+            parts = row["meta"].get("merged") or [dict(row["meta"], source=first_tag[name])]
+            row["meta"] = dict(row["meta"], merged=parts + [dict(r["meta"], source=tag)])
+            row["results"] = row["results"] + list(r["results"])
+    return list(merged.values())

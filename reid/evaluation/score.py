@@ -113,9 +113,18 @@ def resolve_weights(weights, splits):
         paths = {s: weights.replace(SPLIT_FIELD, str(s)) for s in splits}
     else:
         paths = {None: weights}
-    missing = [p for p in paths.values() if not os.path.isfile(p)]
+    missing = [s for s, p in paths.items() if not os.path.isfile(p)]
+    if missing == [None]:
+        raise ValueError("caffemodel not found: %s" % weights)
     if missing:
-        raise ValueError("caffemodel not found: %s" % ", ".join(missing[:3]))
+        present = [s for s in paths if s not in missing]
+        raise ValueError(
+            "caffemodel not found for %d of %d splits: %s (%s)%s" % (
+                len(missing), len(paths), ", ".join(map(str, missing)),
+                ", ".join(paths[s] for s in missing[:3]) + (", ..." if len(missing) > 3
+                                                             else ""),
+                "; to evaluate the splits that have one: --splits %s"
+                % ",".join(map(str, present)) if present else ""))
     return paths
 
 

@@ -120,6 +120,9 @@ def _nets(cfg, tmp_path):
 def test_small_nets_run_with_specified_shapes(variant, impl, tiny_mars, tmp_path):
     import caffe
     caffe.set_mode_cpu()
+    # Fixed filler seed: with an unlucky draw every mined triplet can already meet the margin,
+    # and then no gradient reaches conv1 at all (the property asserted last).
+    caffe.set_random_seed(3)
     v = VARIANTS[variant]
     cfg = NetConfig(size=SMALL, variant=v, data_source=tiny_mars, batch_triplets=2,
                     deploy_batch=3, workers=0, impl=impl)

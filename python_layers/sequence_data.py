@@ -25,6 +25,7 @@ from python_layers.params import parse_params, report_errors
 from reid.datasets import Prefetcher, open_dataset
 from reid.datasets.sampler import TripletSampler
 from reid.datasets.transform import to_blob
+from reid.integrity import read_solverstate
 
 DEFAULTS = dict(source="", split="train", batch_triplets=8, seq_len=6, height=227, width=227,
                 mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0)
@@ -35,10 +36,7 @@ def resume_iteration():
     path = os.environ.get("REID_RESUME_SOLVERSTATE")
     if not path:
         return 0
-    state = caffe.proto.caffe_pb2.SolverState()
-    with open(path, "rb") as f:
-        state.ParseFromString(f.read())
-    return int(state.iter)
+    return int(read_solverstate(path).iter)
 
 
 @report_errors

@@ -180,6 +180,55 @@ def _write_json(path: Path, obj) -> Path:
     return path
 
 
+class SnapshotWatcher:
+    """Follows a `caffe train` log and records each snapshot once it is complete.
+
+    Caffe logs "Snapshotting to binary proto file M" before writing the caffemodel and
+    "Snapshotting solver state to binary proto file S" before the solverstate; the next log
+    line (or a clean exit) means both are written, and `<S>.json` is recorded. If Caffe
+    dies in between (a full disk), `discard_partial` deletes the files this run was writing,
+    so a later resume never picks up a truncated snapshot."""
+
+    MODEL, STATE = 'Snapshotting to binary proto file ', 'Snapshotting solver state to binary proto file '
+
+    def __init__(self, datasets: dict, cwd=None):
+        self.datasets, self.cwd = datasets, Path(cwd or os.getcwd())
+        self.writing: list[Path] = []      # files of the snapshot in progress
+        self.state_logged = False
+        self.recorded: list[Path] = []
+
+    def line(self, text: str) -> None:
+        for mark in (self.MODEL, self.STATE):
+            if mark in text:
+                if mark == self.MODEL:
+                    self.writing = []
+                self.writing.append(self.cwd / text.split(mark, 1)[1].strip())
+                self.state_logged = mark == self.STATE
+                return
+        if self.state_logged:
+            self.finish()
+
+    def finish(self) -> None:
+        """The snapshot in progress is complete: record it."""
+        if self.state_logged and self.writing:
+            self.recorded.append(write_record(self.writing[-1], self.datasets))
+        self.writing, self.state_logged = [], False
+
+    def discard_partial(self) -> list[str]:
+        """After a failed run: delete the snapshot files it was writing; returns them."""
+        gone = [str(p) for p in self.writing if p.is_file()]
+        for p in self.writing:
+            p.unlink(missing_ok=True)
+        self.writing, self.state_logged = [], False
+        return gone
+
+
+def run_datasets(solver, cwd=None) -> dict:
+    """{folder: dataset_identity} of the datasets a solver's train net reads."""
+    return {str(Path(f).resolve()): dataset_identity(f) for f in data_sources(solver, cwd)
+            if Path(f).is_dir()}
+
+
 def check_snapshot(solverstate) -> dict | None:
     """The snapshot's record after checking both files against it (None if it has none)."""
     path = record_path(solverstate)
@@ -195,6 +244,21 @@ def check_snapshot(solverstate) -> dict | None:
                                  f"when written (truncated or replaced); resume from an "
                                  f"earlier snapshot")
     return rec
+
+
+def latest_resumable(states: dict) -> tuple[int | None, list[str]]:
+    """The newest of {iteration: solverstate} whose snapshot is complete (its record's
+    sizes match; without a record, both files parse), and notes on the newer ones skipped."""
+    notes = []
+    for it in sorted(states, reverse=True):
+        try:
+            if check_snapshot(states[it]) is None:
+                read_solverstate(states[it])
+                check_weights_file(sibling_caffemodel(states[it]))
+            return it, notes
+        except IntegrityError as e:
+            notes.append(f"skipping the snapshot of iteration {it}: {e}")
+    return None, notes
 
 
 def check_dataset(rec: dict, folder) -> str | None:

@@ -123,3 +123,21 @@ def test_resume_on_a_rebuilt_dataset_is_refused(tmp_path):
                          progress=False, snapshot=str(state))
     assert not (tmp_path / "run" / "snapshots" / "snap_iter_4.caffemodel").exists()
     assert integrity.record_path(state).is_file()          # written after the snapshot
+
+
+def test_disk_full_during_a_snapshot_leaves_no_truncated_snapshot(tiny_mars, tmp_path):
+    """Snapshots every 2 iterations into a 3 MB file system: the first fits (2.6 MB), the
+    second fills the disk mid-write. The run fails naming the disk, the truncated files are
+    gone, and the complete snapshot (with its record) is what a resume finds."""
+    from reid.testing import small_mount
+    nets = _nets(tmp_path / "run", tiny_mars, 6, snapshot=2)
+    snaps = tmp_path / "run" / "snapshots"
+    with small_mount(snaps, "3m"):
+        with pytest.raises(RuntimeError) as err:
+            experiment.train(nets["solver"], str(tmp_path / "run" / "train.log"), 6,
+                             progress=False)
+        msg = str(err.value)
+        assert "the disk is full" in msg and str(snaps / "snap_iter_4.caffemodel") in msg, msg
+        assert sorted(p.name for p in snaps.iterdir()) == [
+            "snap_iter_2.caffemodel", "snap_iter_2.solverstate", "snap_iter_2.solverstate.json"]
+        assert integrity.check_snapshot(snaps / "snap_iter_2.solverstate")["iteration"] == 2

@@ -1,17 +1,16 @@
 """Output folders (docs/DESIGN.md §4): the tools delete only what the project wrote, and an
 output path that cannot be written (a file, a read-only file system, a full disk) is one
 line naming it, never a traceback."""
-import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from reid.datasets.synthetic import generate
 from reid.outputs import MARKER, OutputError, remove_owned
+from reid.testing import small_mount
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ['--identities', '4', '--min-len', '3', '--max-len', '4', '--height', '16',
@@ -59,22 +58,6 @@ def test_remove_owned_refuses_unmarked_folders_and_checkouts(tmp_path):
     assert remove_owned(mine, '--fresh') and not mine.exists()
 
 
-@contextlib.contextmanager
-def small_mount(size='64k', readonly=False):
-    """A tmpfs of `size` (read-only if asked), unmounted afterwards: a full disk or a
-    read-only file system without touching the real ones. Needs root (tests run as root)."""
-    if os.geteuid() != 0:
-        pytest.skip('mounting a tmpfs needs root')
-    where = tempfile.mkdtemp(prefix='reid-mnt-')
-    opts = f"size={size}" + (',ro' if readonly else '')
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs', where], check=True)
-    try:
-        yield Path(where)
-    finally:
-        subprocess.run(['umount', '-l', where], check=True)
-        os.rmdir(where)
-
-
 @pytest.fixture(scope='module')
 def source(tmp_path_factory):
     src = tmp_path_factory.mktemp('src') / 'mars'
@@ -88,7 +71,8 @@ def test_prep_output_path_problems_are_one_line(source, tmp_path):
     afile.write_text('x')
     cases = [(afile, f"{afile}: prepared dataset folder is a file, not a folder"),
              (afile / 'sub', f"{afile / 'sub'}: cannot write (a parent is a file")]
-    with small_mount(readonly=True) as ro, small_mount('96k') as full:
+    with small_mount(tmp_path / 'ro', readonly=True) as ro, \
+            small_mount(tmp_path / 'full', '96k') as full:
         cases += [(ro / 'o', f"{ro / 'o'}: cannot write (read-only file system)"),
                   (full / 'o', f"{full / 'o'}")]
         for out, message in cases:

@@ -195,7 +195,7 @@ class SnapshotWatcher:
         self.datasets, self.cwd = datasets, Path(cwd or os.getcwd())
         self.writing: list[Path] = []      # files of the snapshot in progress
         self.state_logged = False
-        self.recorded: list[Path] = []
+        self.recorded: list[Path] = []     # solverstates of complete snapshots
 
     def line(self, text: str) -> None:
         for mark in (self.MODEL, self.STATE):
@@ -211,8 +211,13 @@ class SnapshotWatcher:
     def finish(self) -> None:
         """The snapshot in progress is complete: record it."""
         if self.state_logged and self.writing:
-            self.recorded.append(write_record(self.writing[-1], self.datasets))
+            write_record(self.writing[-1], self.datasets)
+            self.recorded.append(self.writing[-1])
         self.writing, self.state_logged = [], False
+
+    def last_state(self) -> str | None:
+        """The solverstate of the newest complete snapshot of this run, if any."""
+        return str(self.recorded[-1]) if self.recorded else None
 
     def discard_partial(self) -> list[str]:
         """After a failed run: delete the snapshot files it was writing; returns them."""

@@ -470,3 +470,12 @@ def test_jpeg_with_garbage_in_the_middle_is_skipped_and_named(copy, tmp_path):
 def cv2_decodes(data):
     import cv2
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+@pytest.mark.parametrize('option, value', [('--workers', '-3'), ('--min-frames', '-1'),
+                                           ('--workers', 'two')])
+def test_prep_refuses_meaningless_numbers(copy, tmp_path, option, value):
+    src, _ = copy('mars')
+    r = _prep_cli('mars', src, tmp_path / 'o', option, value)
+    assert r.returncode == 2 and f"argument {option}: " in r.stderr, r.stderr
+    assert not (tmp_path / 'o').exists()

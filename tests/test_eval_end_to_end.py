@@ -285,3 +285,13 @@ def test_two_camera_wiring_with_fake_features(tiny_ilidsvid):
         first = np.array(scored.results[0]["per_split"][0]["cmc"])
         assert first[0] == pytest.approx(1.0 / n)
         assert json.dumps(report._jsonable(scored.results[0]))   # JSON-ready
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lam", "nan", "nan is not a finite number"), ("--lam", "inf", "inf is not a finite"),
+    ("-k", "-5", "-5 is below 0 (0 scores every pair)"), ("--top", "0", "0 is below 1"),
+    ("--show", "-1", "-1 is below 0")])
+def test_evaluate_refuses_meaningless_numbers(option, value, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        tool.parse_args(["--dataset", "d", "--run", "r", option, value])
+    assert e.value.code == 2 and message in capsys.readouterr().err

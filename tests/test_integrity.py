@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid import experiment, integrity
-from reid.nets.config import SMALL, VARIANTS, NetConfig
+from reid import integrity, run as runs
+from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ def _nets(folder, data, iters, snapshot=3, **kw):
                     batch_triplets=2, workers=0)
     sched = dict(max_iter=iters, stepsize=1000, base_lr=0.003, display=1, snapshot=snapshot)
     sched.update(kw)
-    return experiment.write_nets(cfg, str(folder), sched)
+    return runs.write_nets(cfg, str(folder), Schedule(**sched))
 
 
 def _caffe(*args):
@@ -46,7 +46,7 @@ def run(tiny_mars, tmp_path_factory):
     """A finished 6-iteration run with snapshots (and records) at 3 and 6."""
     folder = tmp_path_factory.mktemp("run") / "a"
     nets = _nets(folder, tiny_mars, 6)
-    experiment.train(nets["solver"], str(folder / "train.log"), 6, progress=False)
+    runs.train(nets["solver"], str(folder / "train.log"), 6, progress=False)
     return folder, nets
 
 
@@ -93,33 +93,33 @@ def test_copied_run_resumes_from_its_own_weights(run, tiny_mars, tmp_path):
         s.write_bytes(state.SerializeToString())
         integrity.write_record(s, datasets)
     shutil.copy(original / "snapshots" / "snap_iter_6.caffemodel", s3.with_suffix(".caffemodel"))
-    experiment.train(nets["solver"], str(copy / "train.log"), 6, progress=False,
+    runs.train(nets["solver"], str(copy / "train.log"), 6, progress=False,
                      snapshot=str(copy / "snapshots" / "snap_iter_3.solverstate"))
     assert _same_weights(copy / "snapshots" / "snap_iter_6.caffemodel",
                          folder / "snapshots" / "snap_iter_6.caffemodel")
     # a moved run (the original path gone) resumes too
     shutil.rmtree(original)
     (copy / "snapshots" / "snap_iter_6.caffemodel").unlink()
-    experiment.train(nets["solver"], str(copy / "train.log"), 6, progress=False,
+    runs.train(nets["solver"], str(copy / "train.log"), 6, progress=False,
                      snapshot=str(copy / "snapshots" / "snap_iter_3.solverstate"))
     assert _same_weights(copy / "snapshots" / "snap_iter_6.caffemodel",
                          folder / "snapshots" / "snap_iter_6.caffemodel")
 
 
 def test_resume_on_a_rebuilt_dataset_is_refused(tmp_path):
-    from reid.experiment import synthetic_mars
+    from reid.datasets.synthetic import synthetic_mars
     data = synthetic_mars(str(tmp_path / "data"), identities=8, seed=5)
     nets = _nets(tmp_path / "run", data, 2, snapshot=2)
-    experiment.train(nets["solver"], str(tmp_path / "run" / "train.log"), 2, progress=False)
+    runs.train(nets["solver"], str(tmp_path / "run" / "train.log"), 2, progress=False)
     nets = _nets(tmp_path / "run", data, 4, snapshot=2)
     state = tmp_path / "run" / "snapshots" / "snap_iter_2.solverstate"
     same = integrity.dataset_identity(data)
     shutil.rmtree(tmp_path / "data")                      # rebuilt from another source
     synthetic_mars(str(tmp_path / "data"), identities=8, seed=6)
     assert integrity.dataset_identity(data) != same
-    with pytest.raises(RuntimeError, match=f"{data}: not the dataset this snapshot was "
-                                           f"trained on"):
-        experiment.train(nets["solver"], str(tmp_path / "run" / "train.log"), 4,
+    with pytest.raises(ValueError, match=f"{data}: not the dataset this snapshot was "
+                                         f"trained on"):
+        runs.train(nets["solver"], str(tmp_path / "run" / "train.log"), 4,
                          progress=False, snapshot=str(state))
     assert not (tmp_path / "run" / "snapshots" / "snap_iter_4.caffemodel").exists()
     assert integrity.record_path(state).is_file()          # written after the snapshot
@@ -134,7 +134,7 @@ def test_disk_full_during_a_snapshot_leaves_no_truncated_snapshot(tiny_mars, tmp
     snaps = tmp_path / "run" / "snapshots"
     with small_mount(snaps, "3m"):
         with pytest.raises(RuntimeError) as err:
-            experiment.train(nets["solver"], str(tmp_path / "run" / "train.log"), 6,
+            runs.train(nets["solver"], str(tmp_path / "run" / "train.log"), 6,
                              progress=False)
         msg = str(err.value)
         assert "the disk is full" in msg and str(snaps / "snap_iter_4.caffemodel") in msg, msg

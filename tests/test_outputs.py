@@ -82,3 +82,33 @@ def test_prep_output_path_problems_are_one_line(source, tmp_path):
             assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert 'the disk is full' in r.stderr      # LMDB itself says 'Input/output error'
         assert not [p for p in (full / 'o').iterdir() if '.tmp-' in p.name]
+
+
+def _demo(out, *extra):
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--out', str(out),
+                           '--tiny', '--until', 'nets', '--quiet', *extra],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_demo_keeps_folders_it_did_not_write(tmp_path):
+    """The demo replaces data/source, data/mars and run/ when their settings change, but
+    only if it wrote them; --fresh deletes --out only if it wrote it."""
+    out = tmp_path / 'demo'
+    users = [_user_folder(out / sub) for sub in ('data/mars', 'data/source', 'run')]
+    for i, blocked in enumerate(users):
+        r = _demo(out)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"{blocked}: exists and was not written by this project" in r.stderr
+        assert '--overwrite' in r.stderr and 'Traceback' not in r.stderr
+        for u in users[i:]:
+            assert (u / 'my_snapshot.caffemodel').read_bytes() == b'precious'
+        os.rename(blocked, tmp_path / blocked.name)       # the user moves it away
+    assert _demo(out).returncode == 0
+    r = _demo(out, '--fresh')                  # --out existed before the demo: not its own
+    assert r.returncode == 1 and f"{out}: exists and was not written" in r.stderr
+    assert (out / 'run' / 'solver.prototxt').is_file()
+    fresh = tmp_path / 'fresh'
+    assert _demo(fresh).returncode == 0
+    (fresh / 'notes.txt').write_text('mine')   # inside the demo's own folder: --fresh may go
+    assert _demo(fresh, '--fresh').returncode == 0 and not (fresh / 'notes.txt').exists()
+    assert _demo(out, '--overwrite', '--fresh').returncode == 0    # the explicit override

@@ -6,8 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from reid import experiment
-from reid.nets.config import SMALL, VARIANTS, NetConfig
+from reid import run as runs
+from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ def _nets(folder, data, iters, snapshot, workers=0):
     cfg = NetConfig(size=SMALL, variant=VARIANTS["cnn_tam"], data_source=str(data),
                     batch_triplets=2, workers=workers)
     sched = dict(max_iter=iters, stepsize=1000, base_lr=0.003, display=1, snapshot=snapshot)
-    return experiment.write_nets(cfg, str(folder), sched)
+    return runs.write_nets(cfg, str(folder), Schedule(**sched))
 
 
 def _train_tool(*args):

@@ -41,19 +41,15 @@ def _pb2():
 
 
 def _parse(path, message, what):
-    from google.protobuf.message import DecodeError
+    from reid.datasets.lmdb_store import parse_proto
     path = Path(path)
     if not path.is_file():
         raise IntegrityError(f"{path}: {what} not found")
     data = path.read_bytes()
     if not data:
         raise IntegrityError(f"{path}: {what} is empty (0 bytes)")
-    try:
-        message.ParseFromString(data)
-    except DecodeError as e:
-        raise IntegrityError(f"{path}: not a readable {what} (truncated or another file: "
-                             f"{e})") from None
-    return message
+    return parse_proto(message, data, lambda why: IntegrityError(
+        f"{path}: not a readable {what} (truncated or another file: {why})"))
 
 
 # ---- weights and solverstates -----------------------------------------------------------------
@@ -63,7 +59,8 @@ def check_weights_file(path) -> None:
     if str(path).endswith('.h5'):
         import h5py
         if not path.is_file() or path.stat().st_size == 0:
-            raise IntegrityError(f"{path}: weights file {'is empty' if path.is_file() else 'not found'}")
+            why = 'is empty (0 bytes)' if path.is_file() else 'not found'
+            raise IntegrityError(f"{path}: weights file (HDF5) {why}")
         try:
             with h5py.File(path, 'r') as f:
                 if 'data' not in f:
@@ -135,15 +132,17 @@ def dataset_identity(folder) -> dict:
 
 
 def data_sources(solver, cwd=None) -> list[str]:
-    """The dataset folders of the sequence data layers of a solver's train net."""
+    """The dataset folders of the sequence data layers of a solver's train net ([] when the
+    solver or net cannot be read: Caffe itself then says what is wrong with them)."""
     import yaml
     from google.protobuf import text_format
     base = Path(cwd or os.getcwd())
-    sp = text_format.Parse(Path(solver).read_text(), _pb2().SolverParameter())
-    net_file = sp.train_net or sp.net
-    if not net_file:
+    try:
+        sp = text_format.Parse(Path(solver).read_text(), _pb2().SolverParameter())
+        net_file = sp.train_net or sp.net
+        net = text_format.Parse((base / net_file).read_text(), _pb2().NetParameter())
+    except (OSError, text_format.ParseError):
         return []
-    net = text_format.Parse((base / net_file).read_text(), _pb2().NetParameter())
     out = []
     for layer in net.layer:
         if layer.type == 'Python' and layer.python_param.module == SEQUENCE_LAYER:
@@ -174,9 +173,14 @@ def write_record(solverstate, datasets: dict) -> Path:
 
 
 def _write_json(path: Path, obj) -> Path:
+    """Write atomically (a crash or a full disk leaves the old file or none, never half)."""
     tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -189,13 +193,15 @@ class SnapshotWatcher:
     dies in between (a full disk), `discard_partial` deletes the files this run was writing,
     so a later resume never picks up a truncated snapshot."""
 
-    MODEL, STATE = 'Snapshotting to binary proto file ', 'Snapshotting solver state to binary proto file '
+    MODEL = 'Snapshotting to binary proto file '
+    STATE = 'Snapshotting solver state to binary proto file '
 
     def __init__(self, datasets: dict, cwd=None):
         self.datasets, self.cwd = datasets, Path(cwd or os.getcwd())
         self.writing: list[Path] = []      # files of the snapshot in progress
         self.state_logged = False
         self.recorded: list[Path] = []     # solverstates of complete snapshots
+        self.unwritten: list[Path] = []    # ... whose record could not be written yet
 
     def line(self, text: str) -> None:
         for mark in (self.MODEL, self.STATE):
@@ -205,15 +211,27 @@ class SnapshotWatcher:
                 self.writing.append(self.cwd / text.split(mark, 1)[1].strip())
                 self.state_logged = mark == self.STATE
                 return
-        if self.state_logged:
-            self.finish()
+        if self.state_logged and text.startswith('I'):    # Caffe went on (glog INFO), not
+            self.finish()                                 # a fatal error ('F...')
 
     def finish(self) -> None:
         """The snapshot in progress is complete: record it."""
         if self.state_logged and self.writing:
-            write_record(self.writing[-1], self.datasets)
             self.recorded.append(self.writing[-1])
+            self.unwritten.append(self.writing[-1])
+            self.write_records()
         self.writing, self.state_logged = [], False
+
+    def write_records(self) -> None:
+        """Write the records not written yet. Caffe may already be filling the disk with the
+        next snapshot: a record that does not fit now is written after the run, once the
+        partial snapshot is deleted (run.train calls this again)."""
+        while self.unwritten:
+            try:
+                write_record(self.unwritten[0], self.datasets)
+            except OSError:
+                return
+            self.unwritten.pop(0)
 
     def last_state(self) -> str | None:
         """The solverstate of the newest complete snapshot of this run, if any."""

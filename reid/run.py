@@ -166,12 +166,14 @@ def _finish(proc, watcher, log_path, start):
     if proc.returncode == 0:
         watcher.finish()
         return
+    from reid.outputs import disk_full_note
+    full = disk_full_note(watcher.writing[0]) if watcher.writing else ""
     partial = watcher.discard_partial()
+    watcher.write_records()                   # those the full disk held back
     why = failure_reason(log_path, start)
     if partial:
-        from reid.outputs import disk_full_note
         why = "writing the snapshot %s failed%s; its partial files were deleted\n%s" % (
-            partial[0], disk_full_note(partial[0]), why)
+            partial[0], full, why)
     raise RuntimeError("caffe train failed (exit %d): %s\n(full log: %s)"
                        % (proc.returncode, why, log_path))
 

@@ -326,7 +326,8 @@ def test_interrupted_build_keeps_previous_database(copy, tmp_path, monkeypatch):
     assert after[0] == before[0] and after[2] == before[2]
     for a, b in zip(after[1], before[1]):
         np.testing.assert_array_equal(a, b)
-    assert _listing(out) == ['.build.lock', '.reid-output.json', 'frames.lmdb', 'index.json']   # no temporaries left
+    # no temporaries left
+    assert _listing(out) == ['.build.lock', '.reid-output.json', 'frames.lmdb', 'index.json']
     monkeypatch.setattr(B, 'make_datum', real)
     _quiet(mars.prepare_mars, src, out)              # re-run works
     assert _snapshot(out)[0] != before[0]

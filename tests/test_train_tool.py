@@ -32,7 +32,8 @@ def test_resume_appends_to_the_log(tiny_mars, tmp_path):
     first = log.read_text()
     assert "Iteration 0" in first
     nets = _nets(tmp_path, tiny_mars, 4, 2)
-    p = _train_tool(nets["solver"], "--snapshot", tmp_path / "snapshots" / "snap_iter_2.solverstate")
+    p = _train_tool(nets["solver"], "--snapshot",
+                    tmp_path / "snapshots" / "snap_iter_2.solverstate")
     assert p.wait() == 0, p.stdout.read()
     text = log.read_text()
     assert text.startswith(first)                      # the readings before the resume point

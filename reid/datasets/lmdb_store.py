@@ -129,16 +129,22 @@ def make_datum(data: bytes, label: int, shape: tuple[int, int, int]) -> bytes:
     return d.SerializeToString()
 
 
+def parse_proto(message, data: bytes, fail):
+    """`message` parsed from `data`; protobuf's bare DecodeError names nothing, so fail(reason)
+    builds the exception raised instead (naming the file)."""
+    from google.protobuf.message import DecodeError
+    try:
+        message.ParseFromString(data)
+    except DecodeError as e:
+        raise fail(str(e)) from None
+    return message
+
+
 def parse_datum(buf: bytes, where: str = 'Datum'):
     """A Caffe Datum; CorruptDatabaseError naming `where` (file and key) if it does not parse."""
-    from google.protobuf.message import DecodeError
-    d = caffe_pb2().Datum()
-    try:
-        d.ParseFromString(buf)
-    except DecodeError as e:
-        raise CorruptDatabaseError(f"{where}: stored Datum cannot be parsed ({e}); the database "
-                                   f"is damaged, prepare it again") from None
-    return d
+    return parse_proto(caffe_pb2().Datum(), buf, lambda why: CorruptDatabaseError(
+        f"{where}: stored Datum cannot be parsed ({why}); the database is damaged, prepare "
+        f"it again"))
 
 
 def _is_frame_key(key: bytes) -> bool:

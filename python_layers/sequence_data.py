@@ -25,6 +25,7 @@ from python_layers.params import parse_params, report_errors
 from reid.datasets import Prefetcher, open_dataset
 from reid.datasets.sampler import TripletSampler
 from reid.datasets.transform import to_blob
+from reid.integrity import read_solverstate
 from reid.nets.config import NetConfig
 
 # Those of the generator's NetConfig (the paper net), for a param_str that leaves some out.
@@ -36,10 +37,7 @@ def resume_iteration():
     path = os.environ.get("REID_RESUME_SOLVERSTATE")
     if not path:
         return 0
-    state = caffe.proto.caffe_pb2.SolverState()
-    with open(path, "rb") as f:
-        state.ParseFromString(f.read())
-    return int(state.iter)
+    return int(read_solverstate(path).iter)
 
 
 @report_errors

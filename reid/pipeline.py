@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from reid import run as runs
 from reid.nets.config import SMALL, SMALL_SCHEDULE, VARIANTS, NetConfig
+from reid.outputs import OutputError, is_empty, make_dir, mark, remove_owned
+
+OVERWRITE = "--overwrite"       # the option that lets a study replace folders it did not write
 
 # The data of the studies, measured on the 2-core machine (docs/TABLE2.md): 40 identities
 # (20 test, rank-1 chance about 5 %) and SMALL_SCHEDULE's 600 iterations take a few minutes.
@@ -101,7 +103,11 @@ def add_study_options(p):
                         "batch_triplets)d (checks the plumbing, not learning)" % TINY)
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted training from its last snapshot")
-    p.add_argument("--fresh", action="store_true", help="redo every step")
+    p.add_argument("--fresh", action="store_true",
+                   help="redo every step (deletes --out, if this tool wrote it)")
+    p.add_argument(OVERWRITE, action="store_true",
+                   help="replace output folders (--out, its data/ and run folders) even "
+                        "when they carry no marker that this project wrote them")
     p.add_argument("-k", type=int, default=100, help="eq. 2 re-scored list length")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -125,7 +131,17 @@ def synthetic_argv(source, settings, layout="mars"):
     return argv
 
 
-def prepare_data(data_dir, settings, steps, progress=True, layout="mars"):
+def replace_owned(folder, overwrite):
+    """Delete a folder this project wrote before rewriting it (reid.outputs); one it did
+    not write only with --overwrite, else PipelineError naming it."""
+    try:
+        remove_owned(folder, OVERWRITE, force=overwrite)
+    except OutputError as e:
+        raise PipelineError(str(e)) from None
+
+
+def prepare_data(data_dir, settings, steps, progress=True, layout="mars",
+                 overwrite=False):
     """Steps generate and prep: a synthetic dataset in `layout` (MARS, iLIDS-VID or
     PRID2011), prepared with the real tools (reid.datasets.cli, what
     data_prep/make_synthetic.py and prep_<layout>.py run) into data_dir/<layout>; both are
@@ -145,10 +161,10 @@ def prepare_data(data_dir, settings, steps, progress=True, layout="mars"):
     if same and (source / "synthetic_meta.json").is_file():
         steps.note("reusing %s (same settings)" % rel(source))
     else:
+        replace_owned(prepared, overwrite)
+        replace_owned(source, overwrite)
         if stamp.exists():
             stamp.unlink()
-        if prepared.exists():
-            shutil.rmtree(prepared)
         try:
             if synthetic_main(argv) != 0:
                 raise PipelineError("generating %s failed" % source)
@@ -173,18 +189,18 @@ def net_config(prepared, variant, seed, batch_triplets):
                      batch_triplets=batch_triplets, seed=seed)
 
 
-def write_run_nets(cfg, run_dir, iters, lr, steps):
+def write_run_nets(cfg, run_dir, iters, lr, steps, overwrite=False):
     """Step nets of the synthetic studies: SMALL_SCHEDULE scaled to `iters` at base_lr `lr`
     (write_nets_step)."""
     schedule = replace(SMALL_SCHEDULE.scaled(iters, lr), batch_triplets=cfg.batch_triplets)
-    return write_nets_step(cfg, run_dir, schedule, steps)
+    return write_nets_step(cfg, run_dir, schedule, steps, overwrite=overwrite)
 
 
 def write_nets_step(cfg, run_dir, schedule, steps, dataset="mars", init_weights=None,
-                    header=True):
+                    header=True, overwrite=False):
     """Step nets: the run's prototxts (reid.run.write_nets, with `schedule`); an old run of
-    other settings (run.json) is cleared first, one of the same settings is kept with its
-    snapshots. header: print the step and the tools/generate_nets.py command."""
+    other settings (run.json) is cleared first if this project wrote it (reid.outputs; else
+    only with `overwrite`), one of the same settings is kept with its snapshots. header: print the step and the tools/generate_nets.py command."""
     from dataclasses import asdict
     run_dir = Path(run_dir)
     settings = json.loads(json.dumps({"net": asdict(cfg), "schedule": asdict(schedule),
@@ -198,12 +214,11 @@ def write_nets_step(cfg, run_dir, schedule, steps, dataset="mars", init_weights=
                     generate_nets_command(dataset, cfg, schedule, run_dir))
     if run_dir.exists() and (not stamp.is_file()
                              or json.loads(stamp.read_text()) != settings):
-        if not stamp.is_file():
-            raise PipelineError("%s exists but was not written by this tool (no run.json); "
-                                "move it away or choose another output folder" % run_dir)
-        steps.note("settings changed: clearing the old run in %s" % rel(run_dir))
-        shutil.rmtree(run_dir)
+        if stamp.is_file():
+            steps.note("settings changed: clearing the old run in %s" % rel(run_dir))
+        replace_owned(run_dir, overwrite)
     nets = runs.write_nets(cfg, str(run_dir), schedule)
+    mark(run_dir, "pipeline")                    # its snapshots may be cleared on a restart
     stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
     if header:
         steps.note("wrote %s" % ", ".join(rel(p) for p in sorted(nets.values())))
@@ -233,7 +248,7 @@ def train_run(nets, run_dir, iters, steps, resume=False, progress=True, weights=
     try:
         out, log, trained = runs.train_or_resume(run_dir, solver, iters, resume, progress,
                                                  steps.note, weights=weights)
-    except RuntimeError as e:                   # TrainingDiverged, a failed caffe
+    except (RuntimeError, ValueError) as e:     # diverged, stopped early, failed; bad run folder
         raise PipelineError(str(e)) from None
     if not trained:
         steps.note("reusing the finished training %s" % rel(out))
@@ -305,7 +320,7 @@ def run_variant(variant, prepared, source, vdir, s, a, progress):
     steps = Steps(("nets", "train", "evaluate"))
     cfg = net_config(prepared, variant, a.seed, s["batch_triplets"])
     run_dir = Path(vdir) / "run"
-    nets = write_run_nets(cfg, run_dir, s["iters"], a.lr, steps)
+    nets = write_run_nets(cfg, run_dir, s["iters"], a.lr, steps, a.overwrite)
     t0 = time.time()
     weights, log, trained = train_run(nets, run_dir, s["iters"], steps, a.resume, progress)
     train_s = time.time() - t0
@@ -323,13 +338,17 @@ def run_variant(variant, prepared, source, vdir, s, a, progress):
     return run
 
 
-def clear_output(out, marks):
-    """--fresh: delete an output folder, but only one that the tool wrote (one of the files
-    `marks` is there; never, say, a checkout passed as --out by mistake)."""
+def open_output(out, tool, fresh=False, overwrite=False):
+    """The study's output folder: with --fresh first deleted (only if this tool wrote it, or
+    with --overwrite); created and marked as the project's when new or empty."""
     out = Path(out)
-    if not out.exists():
-        return
-    if not any((out / m).exists() for m in marks) or (out / ".git").exists():
-        raise SystemExit("--fresh: %s does not look like an output folder of this tool; "
-                         "delete it yourself" % out)
-    shutil.rmtree(out)
+    if fresh:
+        replace_owned(out, overwrite)
+    new = not out.exists() or is_empty(out)
+    try:
+        make_dir(out)
+    except OutputError as e:
+        raise PipelineError(str(e)) from None
+    if new:
+        mark(out, tool)
+    return out

@@ -80,31 +80,55 @@ def parse_logs(paths):
     return log
 
 
-def failure_reason(log_path):
-    """The lines of a Caffe log that say why it stopped: Python errors, glog fatals."""
-    lines = open(log_path).read().splitlines()
-    why = [l for l in lines if re.match(r"^F\d{8} |\w*(Error|Exception): ", l)
+def failure_reason(log_path, start=0):
+    """The lines of a Caffe log (from byte `start`: the last part of a resumed run's log) that
+    say why it stopped: Python errors, glog fatals, bin/caffe's checks."""
+    with open(log_path, errors="replace") as f:
+        f.seek(start)
+        lines = f.read().splitlines()
+    why = [l for l in lines if re.match(r"^F\d{8} |\w*(Error|Exception): |error: ", l)
            or "Check failed" in l]
     return "\n".join(why[-5:] or lines[-10:])
 
 
 # ---- training -----------------------------------------------------------------------------
+class TrainingStopped(RuntimeError):
+    """Caffe stopped before max_iter: a SIGINT or SIGHUP to it makes it snapshot and exit 0."""
+
+    def __init__(self, it, max_iter, solverstate, log_path):
+        self.it, self.max_iter, self.solverstate = it, max_iter, solverstate
+        super().__init__("caffe stopped early at iteration %d of %d (log: %s)%s"
+                         % (it, max_iter, log_path, "; resume with --snapshot %s" % solverstate
+                            if solverstate else ""))
+
+
 def train(solver, log_path, max_iter, weights=None, snapshot=None, progress=True, cwd=None):
     """`bin/caffe train -solver ...` with a progress bar; stops at the first NaN loss.
 
     Caffe writes straight into the log, which is followed here: a pipe could be held open
-    by processes the tool leaves behind."""
+    by processes the tool leaves behind. A resumed run appends to the log. Every complete
+    snapshot gets its record and a snapshot cut short by a failure is deleted
+    (reid.integrity.SnapshotWatcher). TrainingStopped when Caffe stops before max_iter."""
+    from reid.integrity import SnapshotWatcher, run_datasets
+    notes = check_inputs(solver, weights, snapshot, cwd)
     cmd = [os.path.join(ROOT, "bin", "caffe"), "train", "-solver", solver]
     if weights:
         cmd += ["-weights", weights]
     if snapshot:
         cmd += ["-snapshot", snapshot]
-    env = dict(os.environ, GLOG_minloglevel="0")
-    log, it = TrainLog(), 0
-    with open(log_path, "w") as out:
+    env = dict(os.environ, GLOG_minloglevel="0", REID_INPUTS_CHECKED="1")
+    watcher = SnapshotWatcher(run_datasets(solver, cwd), cwd)
+    log, it, stopped = TrainLog(), 0, False
+    with open(log_path, "a" if snapshot else "w") as out:
+        start = out.tell()
+        if snapshot:                  # keep the readings before the resume point
+            out.write("==== resumed from %s ====\n" % snapshot)
+        out.write("".join(n + "\n" for n in notes))
+        out.flush()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     with open(log_path) as f, tqdm(total=max_iter, desc="train", unit="it",
                                    disable=not progress) as bar:
+        f.seek(start)
         while True:
             line = f.readline()
             if not line:
@@ -113,23 +137,54 @@ def train(solver, log_path, max_iter, weights=None, snapshot=None, progress=True
                 if not line:
                     time.sleep(0.2)
                     continue
+            watcher.line(line)
+            stopped = stopped or "Optimization stopped early" in line
             it, out = _reading(line, it)
             if it > bar.n:
                 bar.update(it - bar.n)
             if out:
-                _record(log, it, out, proc, log_path)
-    if proc.returncode != 0:
-        raise RuntimeError("caffe train failed (exit %d): %s\n(full log: %s)"
-                           % (proc.returncode, failure_reason(log_path), log_path))
+                _record(log, it, out, proc, log_path, watcher)
+    _finish(proc, watcher, log_path, start)
+    if stopped:
+        state = watcher.last_state()
+        at = int(SNAP_RE.search(state).group(1)) if state and SNAP_RE.search(state) else it
+        raise TrainingStopped(at, max_iter, state, log_path)
     return log
 
 
-def _record(log, it, out, proc, log_path):
+def check_inputs(solver, weights=None, snapshot=None, cwd=None):
+    """bin/caffe's checks of -weights and -snapshot (reid.integrity), before anything starts:
+    IntegrityError naming the file; returns notes (e.g. a copied run's weights path fixed)."""
+    from reid.integrity import check_resume, check_weights_file
+    for w in filter(None, (weights or "").split(",")):
+        check_weights_file(w)
+    return check_resume(snapshot, solver, cwd) if snapshot else []
+
+
+def _finish(proc, watcher, log_path, start):
+    """Record the last snapshot of a clean exit; after a failure delete a partial one."""
+    if proc.returncode == 0:
+        watcher.finish()
+        return
+    from reid.outputs import disk_full_note
+    full = disk_full_note(watcher.writing[0]) if watcher.writing else ""
+    partial = watcher.discard_partial()
+    watcher.write_records()                   # those the full disk held back
+    why = failure_reason(log_path, start)
+    if partial:
+        why = "writing the snapshot %s failed%s; its partial files were deleted\n%s" % (
+            partial[0], full, why)
+    raise RuntimeError("caffe train failed (exit %d): %s\n(full log: %s)"
+                       % (proc.returncode, why, log_path))
+
+
+def _record(log, it, out, proc, log_path, watcher):
     value = float(out[1])
     log.add(it, out[0], value)
     if not np.isfinite(value):
         proc.kill()
         proc.wait()
+        watcher.discard_partial()
         raise TrainingDiverged("training diverged: %s = %s at iteration %d (log: %s)"
                                % (out[0], out[1], it, log_path))
 
@@ -166,8 +221,14 @@ def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=pr
     states = snapshots(run_dir, "solverstate")
     snapshot = None
     if states and resume:
-        snapshot = states[max(states)]
-        note("resuming from iteration %d (%s)" % (max(states), snapshot))
+        from reid.integrity import latest_resumable
+        it, skipped = latest_resumable(states)
+        for text in skipped:
+            note(text)
+        if it is None:
+            raise RunError("%s/snapshots: no complete snapshot to resume from" % run_dir)
+        snapshot = states[it]
+        note("resuming from iteration %d (%s)" % (it, snapshot))
         n = len(train_logs(run_dir))
         if os.path.isfile(os.path.join(run_dir, "train.log")):
             os.replace(os.path.join(run_dir, "train.log"),
@@ -176,9 +237,7 @@ def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=pr
         if states:
             note("an interrupted training (up to iteration %d) is restarted; pass --resume "
                  "to continue it instead" % max(states))
-        shutil.rmtree(os.path.join(run_dir, "snapshots"), ignore_errors=True)
-        for p in train_logs(run_dir):
-            os.remove(p)
+        _clear_training(run_dir)
     note("log: %s" % os.path.join(run_dir, "train.log"))
     train(solver, os.path.join(run_dir, "train.log"), iters, snapshot=snapshot,
           weights=None if snapshot else weights, progress=progress)
@@ -237,6 +296,19 @@ def collapse_warning(log, margin, tol=0.005):
     return ("warning: the triplet loss has sat at its margin %g since iteration %d (last "
             "reading %.4f): F has collapsed to one point and ranks no better than chance; "
             "train with a smaller base_lr" % (margin, log.iterations[first], values[-1]))
+
+
+def _clear_training(run_dir):
+    """Before training from scratch: delete the run's snapshots and logs, which only a run
+    folder the project wrote (reid.outputs marker, set by the pipeline) may hold."""
+    from reid.outputs import OutputError, written_by
+    logs, snaps = train_logs(run_dir), os.path.join(run_dir, "snapshots")
+    if (logs or os.path.exists(snaps)) and written_by(run_dir) is None:
+        raise OutputError("%s: not a run folder written by this project (no marker); refusing "
+                          "to delete its snapshots/ and train.log*" % run_dir)
+    shutil.rmtree(snaps, ignore_errors=True)
+    for p in logs:
+        os.remove(p)
 
 
 # ---- reading a run folder -----------------------------------------------------------------

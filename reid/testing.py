@@ -1,4 +1,5 @@
 """Helpers shared by the test suite: numerical gradients and throwaway Caffe nets."""
+import contextlib
 import os
 import tempfile
 
@@ -40,3 +41,22 @@ def gtest_binary():
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".caffe", "cpu")
     with open(os.path.join(prefix, "share", "reid", "gtest_path")) as f:
         return f.read().strip()
+
+
+@contextlib.contextmanager
+def small_mount(where, size="64k", readonly=False):
+    """Mount a tmpfs of `size` (read-only if asked) on the folder `where`, unmounted (and
+    removed) afterwards: a full disk or a read-only file system for a test without touching
+    the real ones. Needs root, which the suite runs as."""
+    import subprocess
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    os.makedirs(where, exist_ok=True)
+    opts = "size=%s%s" % (size, ",ro" if readonly else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+        os.rmdir(where)

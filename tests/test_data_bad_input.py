@@ -327,7 +327,8 @@ def test_interrupted_build_keeps_previous_database(copy, tmp_path, monkeypatch):
     assert after[0] == before[0] and after[2] == before[2]
     for a, b in zip(after[1], before[1]):
         np.testing.assert_array_equal(a, b)
-    assert _listing(out) == ['frames.lmdb', 'index.json']   # no temporaries left
+    # no temporaries left
+    assert _listing(out) == ['.reid-output.json', 'frames.lmdb', 'index.json']
     monkeypatch.setattr(B, 'make_datum', real)
     _quiet(mars.prepare_mars, src, out)              # re-run works
     assert _snapshot(out)[0] != before[0]
@@ -363,7 +364,7 @@ def test_killed_build_leaves_old_database_and_rerun_cleans_up(copy, tmp_path):
         np.testing.assert_array_equal(a, b)
     report = _quiet(mars.prepare_mars, src, out)
     assert sorted(report.removed_stale) == sorted(debris)
-    assert _listing(out) == ['frames.lmdb', 'index.json']
+    assert _listing(out) == ['.reid-output.json', 'frames.lmdb', 'index.json']
     assert _snapshot(out)[2] == before[2]
 
 
@@ -403,3 +404,82 @@ def test_not_a_prepared_dataset(tmp_path):
     (tmp_path / 'frames.lmdb').write_bytes(os.urandom(5000))
     with pytest.raises(ValueError, match='frames.lmdb'):
         open_dataset(tmp_path)
+
+
+# ---- damaged databases and images -------------------------------------------------------------
+def _open_and_read_all(out):
+    """Open a prepared dataset and read every tracklet in a child process (a bus error there
+    must not take pytest down); returns the CompletedProcess."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from reid.datasets import open_dataset
+        with open_dataset({str(out)!r}) as ds:
+            for t in ds.tracklets:
+                ds.read(t.tid, 0, t.num_frames)
+    """)
+    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+
+
+def test_truncated_lmdb_is_a_named_error_not_a_bus_error(copy, tmp_path):
+    src, _ = copy('mars')
+    out = tmp_path / 'o'
+    _quiet(mars.prepare_mars, src, out)
+    lmdb_file = out / 'frames.lmdb'
+    size = lmdb_file.stat().st_size
+    with open(lmdb_file, 'r+b') as f:                    # a partial copy
+        f.truncate(size // 2)
+    r = _open_and_read_all(out)
+    assert r.returncode == 1, (r.returncode, r.stderr[-500:])       # not -SIGBUS
+    assert f"CorruptDatabaseError: {lmdb_file}: truncated ({size // 2} bytes" in r.stderr
+
+
+def test_overwritten_frame_names_the_file_and_key(copy, tmp_path):
+    src, meta = copy('mars')
+    out = tmp_path / 'o'
+    _quiet(mars.prepare_mars, src, out)
+    with open_dataset(out) as ds:
+        t = ds.tracklets[3]
+        jpeg = ds.read_raw(t.tid, 1)
+        key = t.start + 1
+    lmdb_file = out / 'frames.lmdb'
+    data = bytearray(lmdb_file.read_bytes())
+    at = data.find(jpeg)
+    assert at > 0 and data.find(jpeg, at + 1) < 0
+    data[at - 3:at] = b'\xff\xff\xff'                 # the Datum's length field and tag
+    lmdb_file.write_bytes(bytes(data))
+    with open_dataset(out) as ds:
+        with pytest.raises(ValueError) as err:
+            ds.read(t.tid, 0, t.num_frames)
+    assert f"{lmdb_file} key {key:08d} (tracklet {t.tid})" in str(err.value)
+    r = _open_and_read_all(out)
+    assert r.returncode == 1 and f"{lmdb_file} key {key:08d}" in r.stderr
+
+
+def test_jpeg_with_garbage_in_the_middle_is_skipped_and_named(copy, tmp_path):
+    src, meta = copy('mars')
+    (_, victim), = _victims(src, meta, 1)
+    data = bytearray((src / victim).read_bytes())
+    mid = (data.find(b'\xff\xda') + len(data)) // 2     # the middle of the scan data
+    data[mid:mid + 8] = b'\xff\x55' * 4                 # garbage with false markers
+    (src / victim).write_bytes(bytes(data))
+    assert cv2_decodes(bytes(data)), 'libjpeg decodes it anyway (and only warns)'
+    with pytest.warns(CorruptFrameWarning) as rec:
+        report = mars.prepare_mars(src, tmp_path / 'o', progress=False)
+    msgs = [str(w.message) for w in rec if w.category is CorruptFrameWarning]
+    assert any(m.startswith(f"{src / victim}: corrupt JPEG data (libjpeg: ") for m in msgs), msgs
+    assert [d['file'] for d in report.skipped] == [str(src / victim)]
+
+
+def cv2_decodes(data):
+    import cv2
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+@pytest.mark.parametrize('option, value', [('--workers', '-3'), ('--min-frames', '-1'),
+                                           ('--workers', 'two')])
+def test_prep_refuses_meaningless_numbers(copy, tmp_path, option, value):
+    src, _ = copy('mars')
+    r = _prep_cli('mars', src, tmp_path / 'o', option, value)
+    assert r.returncode == 2 and f"argument {option}: " in r.stderr, r.stderr
+    assert not (tmp_path / 'o').exists()

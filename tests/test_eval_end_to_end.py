@@ -449,3 +449,13 @@ def test_default_output_is_beside_the_weights_and_the_title_shows_the_template()
                                                           "snap_iter_150")
     assert tool.weights_title(template) == "split{split}/snapshots/snap_iter_150.caffemodel"
     assert tool.weights_title("work/mars/all/snap_iter_5.caffemodel") == "snap_iter_5.caffemodel"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lam", "nan", "nan is not a finite number"), ("--lam", "inf", "inf is not a finite"),
+    ("-k", "-5", "-5 is below 0 (0 scores every pair)"), ("--top", "0", "0 is below 1"),
+    ("--show", "-1", "-1 is below 0")])
+def test_evaluate_refuses_meaningless_numbers(option, value, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        tool.parse_args(["--dataset", "d", "--run", "r", option, value])
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -34,7 +34,6 @@ os.environ.setdefault("GLOG_minloglevel", "2")   # Caffe's per-layer set-up log
 from reid import pipeline as P  # noqa: E402
 
 STEPS = ("generate", "prep", "nets", "train", "evaluate")
-MARKS = ("data/settings.json", "run/run.json", "summary.json")   # what --fresh may delete
 
 
 def parse_args(argv=None):
@@ -50,11 +49,11 @@ def parse_args(argv=None):
 def train(a, s, out, steps, progress):
     """Steps 1-4; returns (prepared, cfg, nets, weights, log), or None after --until."""
     settings = P.data_settings(s["identities"], a.seed, a.difficulty, a.degrade_prob, a.tiny)
-    prepared = P.prepare_data(out / "data", settings, steps, progress=progress)
+    prepared = P.prepare_data(out / "data", settings, steps, progress, a.overwrite)
     if a.until in ("generate", "prep"):
         return None
     cfg = P.net_config(prepared, "all", a.seed, s["batch_triplets"])
-    nets = P.write_run_nets(cfg, out / "run", s["iters"], a.lr, steps)
+    nets = P.write_run_nets(cfg, out / "run", s["iters"], a.lr, steps, a.overwrite)
     if a.until == "nets":
         return None
     weights, log, _ = P.train_run(nets, out / "run", s["iters"], steps, a.resume, progress)
@@ -92,14 +91,12 @@ def main(argv=None):
     a = parse_args(argv)
     s = P.sizes(a.identities, a.iters, a.batch_triplets, a.tiny)
     out = a.out.resolve()
-    if a.fresh:
-        P.clear_output(out, MARKS)
-    out.mkdir(parents=True, exist_ok=True)
     progress = not a.quiet
     steps = P.Steps(STEPS)
     print("demo: small ALL net (TAM + SRM, paper 3) on synthetic MARS; output in %s"
           % P.rel(out))
     try:
+        P.open_output(out, "demo", a.fresh, a.overwrite)
         trained = train(a, s, out, steps, progress)
         if trained is None:
             steps.done()

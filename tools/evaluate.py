@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("GLOG_minloglevel", "2")   # Caffe's per-layer set-up log, unless asked
 
 from reid import run as runs  # noqa: E402
+from reid.argtypes import finite_float, int_at_least  # noqa: E402
 from reid.datasets import open_dataset  # noqa: E402
 from reid.evaluation import plots, report, score  # noqa: E402
 from reid.nets.config import VARIANTS  # noqa: E402
@@ -66,18 +67,19 @@ def parse_args(argv=None):
                    help="caffemodel (may contain {split}); default: newest in the run folder")
     p.add_argument("--variant", default=None, choices=sorted(VARIANTS),
                    help="Table 2 variant (default: from the deploy_features name)")
-    p.add_argument("-k", "--k", type=int, default=100,
+    p.add_argument("-k", "--k", type=int_at_least(0, "scores every pair"), default=100,
                    help="re-scored list length per query (eq. 2); 0 = every pair")
-    p.add_argument("--lam", type=float, default=1.0, help="lambda of eq. 2")
+    p.add_argument("--lam", type=finite_float, default=1.0, help="lambda of eq. 2")
     p.add_argument("--first-t", action="store_true",
                    help="F from the first T frames instead of the mean over T-frame chunks")
     p.add_argument("--splits", default=None,
                    help="iLIDS-VID / PRID2011: comma-separated split ids (default: all)")
-    p.add_argument("--show", type=int, default=4,
+    p.add_argument("--show", type=int_at_least(0), default=4,
                    help="queries drawn in ranked_lists.png, evenly spread (default 4)")
     p.add_argument("--show-tids", default=None,
                    help="comma-separated query tracklet ids to draw instead of --show")
-    p.add_argument("--top", type=int, default=10, help="gallery items per ranked list")
+    p.add_argument("--top", type=int_at_least(1), default=10,
+                   help="gallery items per ranked list")
     p.add_argument("--out", type=Path, default=None, help="output folder")
     p.add_argument("--features", default=None,
                    help="feature file (HDF5) to read, or to write when absent (with {split} "

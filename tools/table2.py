@@ -28,7 +28,6 @@ from reid import pipeline as P  # noqa: E402
 from reid.evaluation import diagnostics, plots, protocols, report  # noqa: E402
 from reid.nets.config import VARIANTS  # noqa: E402
 
-MARKS = ("data/settings.json", "table2_settings.json")   # what --fresh may delete
 
 
 def parse_args(argv=None):
@@ -51,9 +50,6 @@ def main(argv=None):
     a = parse_args(argv)
     s = P.sizes(a.identities, a.iters, a.batch_triplets, a.tiny)
     out = a.out.resolve()
-    if a.fresh:
-        P.clear_output(out, MARKS)
-    out.mkdir(parents=True, exist_ok=True)
     progress = not a.quiet
     t0 = time.time()
     print("Table 2 study: %s; %d identities, %d iterations, B = %d, seed %d; output in %s"
@@ -61,8 +57,9 @@ def main(argv=None):
              s["batch_triplets"], a.seed, P.rel(out)), flush=True)
     settings = P.data_settings(s["identities"], a.seed, a.difficulty, a.degrade_prob, a.tiny)
     try:
+        P.open_output(out, "table2", a.fresh, a.overwrite)
         prepared = P.prepare_data(out / "data", settings, P.Steps(("generate", "prep")),
-                                  progress=progress)
+                                  progress, a.overwrite)
         runs = [P.run_variant(v, prepared, out / "data" / "source", out / v, s, a, progress)
                 for v in a.variants]
     except P.PipelineError as e:

@@ -9,7 +9,14 @@ solver's snapshots go, e.g. work/mars/all/), stops at the first NaN loss, writes
 training losses next to the log (<log stem>_losses.png) and warns when the triplet loss
 ended stuck at its margin (F collapsed to one point). --weights initialises from a caffemodel (e.g. ImageNet CaffeNet,
 paper 4.2); --snapshot resumes from a solverstate (the data layer continues with the batch
-an uninterrupted run would have seen).
+an uninterrupted run would have seen) and appends to the log.
+
+Both files are checked before Caffe starts (reid.integrity): an empty or unreadable weights
+file, a truncated solverstate, a snapshot whose files no longer match its record or whose
+dataset was rebuilt since are refused with one line (exit 1). A solverstate copied or moved
+with its run folder is pointed at the caffemodel beside it. When Caffe stops before max_iter
+(Ctrl-C or SIGINT/SIGHUP to it: it snapshots first), the tool says where and how to resume,
+and exits with 3.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from reid import run  # noqa: E402
 from reid.evaluation.plots import plot_losses  # noqa: E402
 
 MAX_ITER_RE = re.compile(r"^\s*max_iter:\s*(\d+)", re.M)
+EARLY_STOP = 3          # exit status when Caffe stopped before max_iter
 
 
 def max_iter(solver):
@@ -49,16 +57,16 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     iters = max_iter(a.solver)
-    for flag, path in (("--weights", a.weights), ("--snapshot", a.snapshot)):
-        if path and not os.path.isfile(path):
-            raise SystemExit("train: %s file %s not found" % (flag, path))
     log_path = a.log or run.default_log(a.solver)
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     print("train: %s, %d iterations; log %s" % (a.solver, iters, log_path), flush=True)
     try:
         log = run.train(a.solver, log_path, iters, weights=a.weights, snapshot=a.snapshot,
                         progress=not a.quiet)
-    except RuntimeError as e:                    # run.TrainingDiverged, a failed caffe
+    except run.TrainingStopped as e:
+        print("train: %s" % e, file=sys.stderr)
+        return EARLY_STOP
+    except (RuntimeError, ValueError) as e:      # diverged, a failed caffe, a bad input file
         raise SystemExit("train: %s" % e)
     plot = os.path.splitext(log_path)[0] + "_losses.png"
     if log.outputs:

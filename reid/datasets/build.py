@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..outputs import is_empty, make_dir, mark
+
 from .index import TrackletIndex, frame_key
 from .layout import LayoutError, SourceDataset, SourceTracklet
 from .lmdb_store import (AtomicLmdbWriter, BuildLock, CorruptImageError, check_image_bytes,
@@ -100,7 +102,10 @@ def build_dataset(src: SourceDataset, out: str | os.PathLike, *, min_frames: int
                   ) -> BuildReport:
     """Write OUT/frames.lmdb + OUT/index.json for a parsed layout. Returns a BuildReport."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    fresh = not out.exists() or is_empty(out)
+    make_dir(out, 'prepared dataset folder')
+    if fresh:                         # the project's own folder: the demo may replace it
+        mark(out, 'prep')
     report = BuildReport(out=out)
     missing = find_missing(src)
     if missing and not allow_missing:

@@ -6,6 +6,8 @@ import sys
 import time
 import warnings
 
+from ..argtypes import int_at_least
+from ..outputs import OutputError, os_problem
 from .layout import LayoutError
 
 DESCRIPTIONS = {
@@ -27,11 +29,12 @@ def prep_main(dataset: str, argv=None) -> int:
             "SRC/splits_prid2011.json when the source has one, else the standard ten splits "
             "in reid/datasets/reference/splits_prid2011.json)" if dataset == 'prid2011'
             else "SRC/train-test people splits/train_test_splits_ilidsvid.mat)"))
-    ap.add_argument('--min-frames', type=int, default=6,
+    ap.add_argument('--min-frames', type=int_at_least(1), default=6,
                     help='report tracklets shorter than this (the sequence length T); default 6')
     ap.add_argument('--allow-missing', action='store_true',
                     help='skip (and report) listed images that are absent instead of failing')
-    ap.add_argument('--workers', type=int, default=2, help='reader threads (default 2)')
+    ap.add_argument('--workers', type=int_at_least(1), default=2,
+                    help='reader threads (default 2)')
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     from . import ilidsvid, mars, prid2011
@@ -53,8 +56,11 @@ def prep_main(dataset: str, argv=None) -> int:
             report = build_dataset(src, a.out, min_frames=a.min_frames,
                                    allow_missing=a.allow_missing, workers=a.workers,
                                    progress=not a.no_progress)
-    except LayoutError as e:
+    except (LayoutError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:                      # e.g. the disk filled up during a commit
+        print(f"error: {os_problem(a.out, e)}", file=sys.stderr)
         return 2
     dt = time.time() - t0
     print(report.summary())
@@ -72,7 +78,10 @@ def synthetic_main(argv=None) -> int:
         description="Write a synthetic video re-id dataset in an official layout (MARS, "
                     "iLIDS-VID, PRID2011), plus synthetic_meta.json (ground truth).")
     ap.add_argument('--layout', choices=LAYOUTS, required=True)
-    ap.add_argument('--out', required=True, help='output folder (replaced if it exists)')
+    ap.add_argument('--out', required=True,
+                    help='output folder (replaced if an earlier run of this tool wrote it)')
+    ap.add_argument('--replace', action='store_true',
+                    help='delete --out first even if this tool did not write it')
     skip = {'layout', 'prid_splits', 'shuffle_name_lists'}
     for f in fields(SyntheticConfig):
         if f.name in skip:
@@ -92,8 +101,15 @@ def synthetic_main(argv=None) -> int:
         with open(a.prid_splits) as fh:
             kw['prid_splits'] = json.load(fh)
     t0 = time.time()
-    meta = generate(a.out, SyntheticConfig(layout=a.layout),
-                    shuffle_name_lists=a.shuffle_name_lists, **kw)
+    try:
+        meta = generate(a.out, SyntheticConfig(layout=a.layout), replace=a.replace,
+                        shuffle_name_lists=a.shuffle_name_lists, **kw)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {os_problem(a.out, e)}", file=sys.stderr)
+        return 2
     n = sum(len(t['frames']) for t in meta['tracklets'])
     print(f"{a.out}: {a.layout}, {len(meta['identities'])} identities, "
           f"{len(meta['tracklets'])} tracklets, {n} frames in {time.time() - t0:.1f} s")

@@ -13,6 +13,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import sys
+import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import cv2
 import lmdb
 import numpy as np
 
+from ..outputs import OutputError, disk_full_note, os_problem
 from .index import frame_key
 
 # Meta keys sort after every b"%08d" frame key ('_' > '9'), so frame cursors never see them.
@@ -43,6 +48,10 @@ class CorruptImageError(ValueError):
     """An image file that cannot be decoded (message names the file and the reason)."""
 
 
+class CorruptDatabaseError(ValueError):
+    """A frame LMDB that is truncated or damaged (message names the file and the key)."""
+
+
 # ---- images --------------------------------------------------------------------------------
 def check_image_bytes(data: bytes, where: str) -> tuple[int, int, int]:
     """Decode-check encoded image bytes; return (channels, height, width) or raise.
@@ -58,11 +67,49 @@ def check_image_bytes(data: bytes, where: str) -> tuple[int, int, int]:
     elif data[:8] == b'\x89PNG\r\n\x1a\n':
         if b'IEND' not in data[-16:]:
             raise CorruptImageError(f"{where}: truncated PNG (no IEND chunk)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if data[:2] == b'\xff\xd8':
+        img, warning = _decode_jpeg_warnings(data)
+        if warning:
+            raise CorruptImageError(f"{where}: corrupt JPEG data (libjpeg: {warning})")
+    else:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise CorruptImageError(f"{where}: not a decodable image")
     h, w = img.shape[:2]
     return 3, h, w
+
+
+_stderr_lock = threading.Lock()
+_capture = None
+
+
+def _decode_jpeg_warnings(data: bytes):
+    """(image, libjpeg's warning or ''). libjpeg decodes a JPEG with damaged data (garbage in
+    the middle, a bad Huffman code) anyway and only prints a warning to stderr, naming no
+    file; OpenCV does not pass it on. So stderr (fd 2) is redirected to a file around the
+    decode, under a lock because fd 2 belongs to the whole process. Text of other threads
+    caught in the window is not libjpeg's and is written back to stderr."""
+    global _capture
+    with _stderr_lock:
+        if _capture is None:                  # one unlinked scratch file per process
+            _capture, name = tempfile.mkstemp(prefix='reid-libjpeg-')
+            os.unlink(name)
+        os.ftruncate(_capture, 0)
+        os.lseek(_capture, 0, os.SEEK_SET)
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(_capture, 2)
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        text = os.pread(_capture, 1 << 16, 0).decode(errors='replace').replace('\0', '')
+    ours = [l for l in text.splitlines() if re.search(r'jpeg|huffman', l, re.I)]
+    other = ''.join(l for l in text.splitlines(True) if not re.search(r'jpeg|huffman', l, re.I))
+    if other:
+        sys.stderr.write(other)
+    return img, '; '.join(l.strip() for l in ours)
 
 
 def decode_image(data: bytes, where: str = 'frame') -> np.ndarray:
@@ -82,10 +129,22 @@ def make_datum(data: bytes, label: int, shape: tuple[int, int, int]) -> bytes:
     return d.SerializeToString()
 
 
-def parse_datum(buf: bytes):
-    d = caffe_pb2().Datum()
-    d.ParseFromString(buf)
-    return d
+def parse_proto(message, data: bytes, fail):
+    """`message` parsed from `data`; protobuf's bare DecodeError names nothing, so fail(reason)
+    builds the exception raised instead (naming the file)."""
+    from google.protobuf.message import DecodeError
+    try:
+        message.ParseFromString(data)
+    except DecodeError as e:
+        raise fail(str(e)) from None
+    return message
+
+
+def parse_datum(buf: bytes, where: str = 'Datum'):
+    """A Caffe Datum; CorruptDatabaseError naming `where` (file and key) if it does not parse."""
+    return parse_proto(caffe_pb2().Datum(), buf, lambda why: CorruptDatabaseError(
+        f"{where}: stored Datum cannot be parsed ({why}); the database is damaged, prepare "
+        f"it again"))
 
 
 def _is_frame_key(key: bytes) -> bool:
@@ -182,6 +241,9 @@ class AtomicLmdbWriter:
                 self.map_size *= 2                               # txn aborted; grow and retry
                 self.env.set_mapsize(self.map_size)
                 continue
+            except lmdb.Error as e:                              # e.g. the disk is full
+                raise OutputError(f"{self.path}: cannot write the frame database "
+                                  f"({e}{disk_full_note(self.path)})") from None
             self.count += sum(1 for k, _ in self.pending if _is_frame_key(k))
             self.pending = []
 
@@ -191,14 +253,21 @@ class AtomicLmdbWriter:
         self.put(META_BUILD, meta)
         self.put(META_INDEX, index_json.encode())
         self.flush()
-        self.env.sync(True)
+        try:
+            self.env.sync(True)
+        except lmdb.Error as e:
+            raise OutputError(f"{self.path}: cannot write the frame database "
+                              f"({e}{disk_full_note(self.path)})") from None
         self.env.close()
         self.env = None
         self._remove(str(self.tmp) + '-lock')
-        with open(self.tmp_index, 'w', encoding='utf-8') as f:
-            f.write(index_json)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.tmp_index, 'w', encoding='utf-8') as f:
+                f.write(index_json)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OutputError(os_problem(self.index_path, e)) from None
         os.replace(self.tmp, self.path)
         os.replace(self.tmp_index, self.index_path)
         _fsync_dir(self.path.parent)
@@ -238,8 +307,23 @@ class LmdbFrames:
             self.env = lmdb.open(str(self.path), subdir=False, readonly=True, lock=False,
                                  readahead=False, max_readers=512)
         except lmdb.Error as e:
-            raise ValueError(f"{self.path}: not a readable LMDB ({e})") from e
+            raise CorruptDatabaseError(f"{self.path}: not a readable LMDB ({e})") from e
+        self._check_size()
         self.txn = self.env.begin(buffers=False)
+
+    def _check_size(self) -> None:
+        """A partial copy ends before the last page the LMDB's meta page names; reading it
+        through the memory map would kill the process with SIGBUS, so refuse it here."""
+        need = (self.env.info()['last_pgno'] + 1) * self.env.stat()['psize']
+        have = self.path.stat().st_size
+        if have < need:
+            self.env.close()
+            self.env = None
+            raise CorruptDatabaseError(f"{self.path}: truncated ({have} bytes; its last page "
+                                       f"ends at byte {need}); copy or prepare it again")
+
+    def key_name(self, global_frame: int) -> str:
+        return f"{self.path} key {frame_key(global_frame).decode()}"
 
     def meta(self) -> dict:
         raw = self.txn.get(META_BUILD)
@@ -247,11 +331,19 @@ class LmdbFrames:
             raise ValueError(f"{self.path}: no build meta (not written by reid.datasets?)")
         return json.loads(raw)
 
+    def num_frames(self) -> int:
+        """Frame entries in the LMDB (every key but the build meta and the embedded index)."""
+        return self.env.stat()['entries'] - sum(
+            self.txn.get(k) is not None for k in (META_BUILD, META_INDEX))
+
     def embedded_index(self) -> bytes | None:
         return self.txn.get(META_INDEX)
 
     def get(self, global_frame: int) -> bytes:
-        raw = self.txn.get(frame_key(global_frame))
+        try:
+            raw = self.txn.get(frame_key(global_frame))
+        except lmdb.Error as e:
+            raise CorruptDatabaseError(f"{self.key_name(global_frame)}: {e}") from None
         if raw is None:
             raise KeyError(f"{self.path}: frame key {frame_key(global_frame)!r} missing")
         return raw
@@ -259,13 +351,16 @@ class LmdbFrames:
     def get_range(self, start: int, count: int) -> list[bytes]:
         """`count` consecutive frames from global frame `start`: one cursor walk."""
         out = []
-        with self.txn.cursor() as cur:
-            if not cur.set_key(frame_key(start)):
-                raise KeyError(f"{self.path}: frame key {frame_key(start)!r} missing")
-            for _, v in cur:
-                out.append(v)
-                if len(out) == count:
-                    break
+        try:
+            with self.txn.cursor() as cur:
+                if not cur.set_key(frame_key(start)):
+                    raise KeyError(f"{self.path}: frame key {frame_key(start)!r} missing")
+                for _, v in cur:
+                    out.append(v)
+                    if len(out) == count:
+                        break
+        except lmdb.Error as e:
+            raise CorruptDatabaseError(f"{self.key_name(start + len(out))}: {e}") from None
         if len(out) != count:
             raise KeyError(f"{self.path}: only {len(out)} of {count} frames from {start}")
         return out

@@ -25,7 +25,7 @@ import numpy as np
 from .build import INDEX_NAME, LMDB_NAME
 from .index import TrackletIndex
 from .layout import LayoutError
-from .lmdb_store import LmdbFrames, decode_image, parse_datum
+from .lmdb_store import CorruptDatabaseError, LmdbFrames, decode_image, parse_datum
 
 
 class ShortTrackletError(ValueError):
@@ -60,13 +60,24 @@ class SequenceDataset:
         if index_path.is_file():
             idx = TrackletIndex.load(index_path)
             if idx.meta.get('build_id') == build:
+                self._check_frame_count(idx, index_path)
                 return idx
             warnings.warn(f"{index_path}: from another build than {self.store.path}; using the "
                           f"index stored inside the LMDB (re-run prep to rewrite index.json)")
         raw = self.store.embedded_index()
         if raw is None:
             raise LayoutError(f"{self.store.path}: no embedded index and {index_path} unusable")
-        return TrackletIndex.from_json(raw, f"{self.store.path}[__index__]")
+        idx = TrackletIndex.from_json(raw, f"{self.store.path}[__index__]")
+        self._check_frame_count(idx, f"{self.store.path}[__index__]")
+        return idx
+
+    def _check_frame_count(self, idx: TrackletIndex, where) -> None:
+        """The index, the build meta and the LMDB itself must agree on the number of frames."""
+        counts = {'index': idx.total_frames, 'build meta': self.store.meta()['num_frames'],
+                  'LMDB entries': self.store.num_frames()}
+        if len(set(counts.values())) > 1:
+            raise CorruptDatabaseError(f"{self.store.path}: frame counts disagree ({counts}, "
+                                       f"index {where}); prepare the dataset again")
 
     # ---- index views -------------------------------------------------------------------------
     @property
@@ -135,11 +146,12 @@ class SequenceDataset:
         """`length` consecutive frames of tracklet tid from `start`: uint8 (L, H, W, 3) BGR."""
         t = self.index.tracklets[tid]
         pos = self.positions(tid, start, length, loop)
+        keys = [t.start + int(p) for p in pos]
         if length <= t.num_frames and pos[-1] == pos[0] + length - 1:   # one cursor range
-            raws = self.store.get_range(t.start + int(pos[0]), length)
+            raws = self.store.get_range(keys[0], length)
         else:
-            raws = [self.store.get(t.start + int(p)) for p in pos]
-        return self._decode(raws, size, tid)
+            raws = [self.store.get(g) for g in keys]
+        return self._decode(raws, keys, size, tid)
 
     def read_frames(self, tid: int, frame_positions,
                     size: tuple[int, int] | None = None) -> np.ndarray:
@@ -149,17 +161,20 @@ class SequenceDataset:
         if pos.size and (pos.min() < 0 or pos.max() >= t.num_frames):
             raise IndexError(f"tracklet {tid} ({t.source}) has {t.num_frames} frames; "
                              f"positions {pos.tolist()} requested")
-        return self._decode([self.store.get(t.start + int(p)) for p in pos], size, tid)
+        keys = [t.start + int(p) for p in pos]
+        return self._decode([self.store.get(g) for g in keys], keys, size, tid)
 
     def read_raw(self, tid: int, position: int) -> bytes:
         """The encoded image bytes exactly as they were in the source file."""
         t = self.index.tracklets[tid]
-        return parse_datum(self.store.get(t.start + position)).data
+        g = t.start + position
+        return parse_datum(self.store.get(g), self.store.key_name(g)).data
 
-    def _decode(self, raws, size, tid) -> np.ndarray:
+    def _decode(self, raws, keys, size, tid) -> np.ndarray:
         imgs = []
-        for r in raws:
-            img = decode_image(parse_datum(r).data, f"{self.store.path} tracklet {tid}")
+        for r, g in zip(raws, keys):
+            where = f"{self.store.key_name(g)} (tracklet {tid})"
+            img = decode_image(parse_datum(r, where).data, where)
             if size is not None and img.shape[:2] != tuple(size):
                 img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
             imgs.append(img)
@@ -193,10 +208,17 @@ def open_dataset(folder: str | os.PathLike, split: int = 0,
 def _die_with_parent():
     """Linux: SIGTERM this worker when its parent exits. Workers forked by the `caffe` tool's
     embedded Python are not reaped at its exit, and would otherwise live on, holding the
-    tool's stdout open."""
+    tool's stdout open.
+
+    The fork inherits the `caffe` tool's glog failure handler, which prints "*** Aborted ...
+    SIGTERM ... stack trace" for that expected SIGTERM: restore the default (a quiet exit)
+    first. Ctrl-C reaches the whole process group; the parent decides what it means (Caffe
+    snapshots and stops), so the worker ignores it rather than dying with a traceback."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
-        import signal
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

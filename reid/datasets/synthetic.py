@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import scipy.io
 from . import ilidsvid as _ilids
 from . import mars as _mars
 from . import prid2011 as _prid
+from ..outputs import claim_dir
 
 LAYOUTS = ('mars', 'ilidsvid', 'prid2011')
 META_NAME = 'synthetic_meta.json'
@@ -639,17 +639,16 @@ def _write_prid2011(wr: _Writer) -> dict:
                        for s in splits_json]}
 
 
-def generate(out: str | os.PathLike, config: SyntheticConfig | None = None, **kw) -> dict:
+def generate(out: str | os.PathLike, config: SyntheticConfig | None = None, *,
+             replace: bool = False, **kw) -> dict:
     """Write a synthetic dataset in config.layout's official layout to `out`; return its meta.
 
-    `out` is replaced if it exists. Keyword arguments override config fields, e.g.
-    generate('out/mars', layout='mars', identities=40, seed=1).
+    An existing `out` is replaced only if it is empty or an earlier generate() wrote it
+    (reid.outputs marker), or with replace=True; otherwise OutputError. Keyword arguments
+    override config fields, e.g. generate('out/mars', layout='mars', identities=40, seed=1).
     """
     cfg = SyntheticConfig(**{**asdict(config or SyntheticConfig()), **kw}).resolved()
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = claim_dir(out, 'make_synthetic', '--replace (replace=True)', replace)
     wr = _Writer(cfg, out)
     writers = {'mars': _write_mars, 'ilidsvid': _write_ilidsvid, 'prid2011': _write_prid2011}
     extra = writers[cfg.layout](wr)

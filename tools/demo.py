@@ -49,7 +49,7 @@ def parse_args(argv=None):
 def train(a, s, out, steps, progress):
     """Steps 1-4; returns (prepared, cfg, nets, weights, log), or None after --until."""
     settings = P.data_settings(s["identities"], a.seed, a.difficulty, a.degrade_prob, a.tiny)
-    prepared = P.prepare_data(out / "data", settings, steps, progress, a.overwrite)
+    prepared = P.prepare_data(out / "data", settings, steps, progress, overwrite=a.overwrite)
     if a.until in ("generate", "prep"):
         return None
     cfg = P.net_config(prepared, "all", a.seed, s["batch_triplets"])

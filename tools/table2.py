@@ -59,7 +59,7 @@ def main(argv=None):
     try:
         P.open_output(out, "table2", a.fresh, a.overwrite)
         prepared = P.prepare_data(out / "data", settings, P.Steps(("generate", "prep")),
-                                  progress, a.overwrite)
+                                  progress, overwrite=a.overwrite)
         runs = [P.run_variant(v, prepared, out / "data" / "source", out / v, s, a, progress)
                 for v in a.variants]
     except P.PipelineError as e:

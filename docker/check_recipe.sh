@@ -57,7 +57,7 @@ copy_apt_config() {
   local f
   rm -f "$1/etc/apt/sources.list"
   apt_source_files | while read -r f; do
-    grep -qE '(URIs:|^deb) .*://[^ ]*/debian' "$f" && cp "$f" "$1$f"
+    if grep -qE '(URIs:|^deb) .*://[^ ]*/debian' "$f"; then cp "$f" "$1$f"; fi
   done
   cp -L /etc/resolv.conf "$1/etc/resolv.conf"
 }

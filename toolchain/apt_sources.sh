@@ -5,7 +5,7 @@
 apt_source_files() {
   local f
   for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] && echo "$f"
+    if [[ -f $f ]]; then echo "$f"; fi
   done
 }
 

@@ -52,14 +52,19 @@ base_root() {  # the pristine debootstrap root, made once per mirror
   echo "$dir"
 }
 
-# This machine's Debian sources (and DNS) inside the root, as the base image has its own.
-copy_apt_config() {
+# This machine's Debian sources, DNS and local trust anchors (a proxy's CA, picked up when the
+# recipe installs ca-certificates) inside the root, as a Docker build here would need them.
+copy_machine_config() {
   local f
   rm -f "$1/etc/apt/sources.list"
   apt_source_files | while read -r f; do
     if grep -qE '(URIs:|^deb) .*://[^ ]*/debian' "$f"; then cp "$f" "$1$f"; fi
   done
   cp -L /etc/resolv.conf "$1/etc/resolv.conf"
+  if [[ -d /usr/local/share/ca-certificates ]]; then
+    mkdir -p "$1/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$1/usr/local/share/ca-certificates/"
+  fi
 }
 
 # The build context as Docker sends it: the working tree less what git (and .dockerignore) ignore.
@@ -110,7 +115,7 @@ main() {
   base=$(base_root)
   remove_root "$ROOTFS"
   cp -a "$base" "$ROOTFS"
-  copy_apt_config "$ROOTFS"
+  copy_machine_config "$ROOTFS"
   copy_context "$ROOTFS"
   trap unmount_all EXIT
   mount_all

@@ -20,8 +20,10 @@
 #                     (its patched tree is cached by the checkout's content, not its path)
 #   REID_CACHE=dir    where source, build trees and virtualenvs are cached
 #   JOBS=n            parallel compile jobs (default: number of cores)
-#   REID_SETUP_UNTIL=source   stop once the patched source tree is prepared (no compiling; the
-#                     toolchain tests use it to check the source routes cheaply)
+#   CUDA_HOME=wheels  the pinned wheels as the toolkit even where one is installed
+#   REID_SETUP_UNTIL=source|toolkit   stop once the patched source tree (and, with toolkit, the
+#                     CUDA toolkit) is ready: no compiling; the toolchain tests use it to check
+#                     the source routes cheaply
 # The pinned source, first found wins: CAFFE_SRC; the cached tarball; a cached git clone whose
 # HEAD is the pinned commit; the Debian source package from this machine's mirror, then from
 # the distribution's archive of old releases; a git clone. Once cached, set-up needs no network.
@@ -70,21 +72,29 @@ install_apt_packages() {
 }
 
 # ---- virtualenv -------------------------------------------------------------------------
-# Prints the virtualenv's path (nothing when WITH_PYTHON=0).
+# Prints the virtualenv's path (nothing when WITH_PYTHON=0). Its name is keyed by the pins
+# above requirements.txt's "not keyed" line (numpy among them: Caffe compiles against the
+# virtualenv, so a new key rebuilds Caffe); the pins below it are pure Python and are
+# installed into the existing virtualenv whenever the file changes.
 setup_venv() {
   [[ $WITH_PYTHON == 1 ]] || return 0
   [[ -x $SYSTEM_PYTHON ]] || die "no $SYSTEM_PYTHON: install python3-dev and python3-venv"
-  local key venv
-  key=$( (cat "$TC/requirements.txt"; "$SYSTEM_PYTHON" -VV) | sha256sum | cut -c1-12)
+  local key venv reqs=$TC/requirements.txt stamp
+  key=$( (sed '/^# ---- not keyed/,$d' "$reqs"; "$SYSTEM_PYTHON" -VV) | sha256sum | cut -c1-12)
+  stamp=$(sha256sum "$reqs" | cut -c1-16)
   venv=$CACHE/venv-$key
   if [[ ! -f $venv/.complete ]]; then
     step "creating virtualenv $venv"
     rm -rf "$venv"
     "$SYSTEM_PYTHON" -m venv "$venv" >&2 || die "python3 -m venv failed: install python3-venv"
-    "$venv/bin/pip" install -q --no-deps -r "$TC/requirements.txt" >&2 \
+    "$venv/bin/pip" install -q --no-deps -r "$reqs" >&2 \
       || { rm -rf "$venv"; die "pip install -r toolchain/requirements.txt failed (see above)"; }
     touch "$venv/.complete"
+  elif [[ $(cat "$venv/.requirements" 2>/dev/null) != "$stamp" ]]; then
+    step "installing the unkeyed pins of toolchain/requirements.txt into $venv"
+    "$venv/bin/pip" install -q --no-deps -r "$reqs" >&2 || die "pip install -r toolchain/requirements.txt failed (see above)"
   fi
+  echo "$stamp" >"$venv/.requirements"
   ln -sfn "$venv" "$ROOT/.venv"
   echo "$venv"
 }
@@ -282,7 +292,9 @@ provide_cuda_wheels() {
 # cuBLAS/cuRAND, the pinned wheels' toolkit that provides them.
 cuda_toolkit() {
   local wheels
-  if [[ -x $CUDA_HOME/bin/nvcc ]]; then
+  if [[ $CUDA_HOME == wheels ]]; then
+    provide_cuda_wheels
+  elif [[ -x $CUDA_HOME/bin/nvcc ]]; then
     toolkit_has_cuda_libs "$CUDA_HOME" && { echo "$CUDA_HOME"; return; }
     [[ $(nvcc_major "$CUDA_HOME") == "$(cuda_major)" ]] \
       || die "CUDA_HOME=$CUDA_HOME holds CUDA $(nvcc_major "$CUDA_HOME") without cuBLAS/cuRAND, and toolchain/cuda-requirements.txt pins CUDA $(cuda_major) ones"
@@ -370,6 +382,10 @@ main() {
     CUDA_ARCH="${archs[*]}"
     variant=cuda
     read -r toolkit libs < <(cuda_toolkit) && [[ -n $toolkit ]] || die "no CUDA toolkit (see above)"
+  fi
+  if [[ ${REID_SETUP_UNTIL:-} == toolkit ]]; then
+    step "CUDA toolkit: ${toolkit:-none (CPU variant)}${libs:+, cuBLAS/cuRAND from $libs} (REID_SETUP_UNTIL=toolkit)"
+    return
   fi
   [[ $WITH_PYTHON == 1 ]] || variant=$variant-nopy
   [[ $WITH_OPENCV == 1 ]] || variant=$variant-nocv

@@ -8,7 +8,9 @@
 # 3. inside, with the image's environment: `make test`, then `bin/python tools/demo.py --tiny`.
 # Prints the wall time of each stage and the size of the root after step 2 (an estimate of the
 # image's size) and appends them to CHECK_ROOT/times.txt. Not part of `make test`: it takes
-# long and needs root. The root stays for inspection; the next run of the recipe replaces it.
+# long and needs root. The root stays for inspection; the next run of the recipe replaces it,
+# or with CHECK_REUSE=1 runs the steps again over it (a rebuild after a change, as Docker's
+# layer cache would make it: only what changed is rebuilt).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO/docker/recipes.sh"
@@ -113,8 +115,15 @@ main() {
   mkdir -p "$WORK"
   local base size
   base=$(base_root)
-  remove_root "$ROOTFS"
-  cp -a "$base" "$ROOTFS"
+  if [[ ${CHECK_REUSE:-0} == 1 && -f $ROOTFS/$MARK ]]; then
+    # as Docker's layer cache would: the steps run again over the root an earlier run built
+    say "CHECK_REUSE=1: the Dockerfile's steps run again over $ROOTFS"
+    [[ -z $(mounts_under "$ROOTFS") ]] || die "$ROOTFS still has mounts: $(mounts_under "$ROOTFS" | tr '\n' ' ')"
+    rm -rf "$ROOTFS/.reid-context"
+  else
+    remove_root "$ROOTFS"
+    cp -a "$base" "$ROOTFS"
+  fi
   copy_machine_config "$ROOTFS"
   copy_context "$ROOTFS"
   trap unmount_all EXIT

@@ -97,10 +97,11 @@ in_root() {
     /bin/bash -c "source /.reid-image-env && cd \"\$(cat /.reid-image-workdir)\" && $1"
 }
 
-timed() {  # timed LABEL COMMAND...: runs it, records its wall time
-  local t0=$SECONDS
-  "${@:2}"
-  echo "$recipe $1: $((SECONDS - t0)) s" | tee -a "$WORK/times.txt" >&2
+FAILED=()
+timed() {  # timed LABEL COMMAND...: runs it, records its wall time and whether it passed
+  local t0=$SECONDS status=passed
+  "${@:2}" || { status=FAILED; FAILED+=("$1"); }
+  echo "$recipe $1: $status, $((SECONDS - t0)) s" | tee -a "$WORK/times.txt" >&2
 }
 
 run_recipe() {
@@ -130,10 +131,12 @@ main() {
   mount_all
   echo "$recipe started $(date -u +%FT%TZ) (CUDA_ARCH=${CUDA_ARCH:-default})" >>"$WORK/times.txt"
   timed "Dockerfile steps" run_recipe
+  [[ ${#FAILED[@]} -eq 0 ]] || die "recipe $recipe: the Dockerfile's steps failed (see above)"
   size=$(du -sxm --exclude=.reid-context "$ROOTFS" | cut -f1)
   echo "$recipe root after the Dockerfile steps (image size estimate): $size MiB" | tee -a "$WORK/times.txt" >&2
   timed "make test" in_root "make test"
   timed "demo --tiny" in_root "bin/python tools/demo.py --tiny"
+  [[ ${#FAILED[@]} -eq 0 ]] || die "recipe $recipe: ${FAILED[*]} failed (see above); root kept in $ROOTFS"
   say "recipe $recipe passed; root kept in $ROOTFS"
 }
 

@@ -128,6 +128,7 @@ main() {
   copy_machine_config "$ROOTFS"
   copy_context "$ROOTFS"
   trap unmount_all EXIT
+  trap 'exit 130' INT TERM HUP   # so that an interrupted check unmounts too
   mount_all
   echo "$recipe started $(date -u +%FT%TZ) (CUDA_ARCH=${CUDA_ARCH:-default})" >>"$WORK/times.txt"
   timed "Dockerfile steps" run_recipe

@@ -19,7 +19,7 @@ elif [[ -x ${CUDA_HOME:-/usr/local/cuda}/bin/nvcc ]]; then
 fi
 gtest_args=()
 if [[ $CAFFE_VARIANT == cuda* ]] && ! nvidia-smi -L >/dev/null 2>&1; then
-  # no GPU: the CPU instantiations of the typed tests (/0, /1), as tools/gpu_check.sh does
+  # no GPU: the CPU instantiations only (the filter of reid.testing.GPU_GTESTS)
   gtest_args=(--gtest_filter='-*/2.*:*/3.*:*GpuCpuAgreement*')
 fi
 echo "==> native gtests ($CAFFE_VARIANT${gtest_args:+, no GPU: CPU instantiations only})"

@@ -5,14 +5,15 @@
 # seconds, and an edited native layer recompiles alone.
 #
 # Environment:
-#   CUDA=auto|0|1     build the CUDA variant (auto: when nvcc exists and a GPU is visible;
-#                     1 also builds without a GPU, e.g. to compile every .cu file)
+#   CUDA=auto|0|1     build the CUDA variant (auto: when a GPU is visible; 1 also builds
+#                     without a GPU, e.g. to compile every .cu file)
 #   CUDA_ARCH="75 80 86 89 90"   compute capabilities for the CUDA variant (the PTX of the
 #                     last one is embedded too, for newer GPUs)
 #   CUDA_HOME=/usr/local/cuda    the toolkit; cuBLAS/cuRAND come from it, or, where it has only
 #                     the compiler, from the pinned wheels of toolchain/cuda-requirements.txt;
 #                     where it has no nvcc at all, those wheels are the whole toolkit (compiler,
 #                     headers, runtime: what CI compiles with), unpacked into REID_CACHE
+#   CUDA_HOME=wheels  the pinned wheels as the toolkit even where one is installed
 #   CUDA_EXTRA_CMAKE_ARGS="-DX=Y ..."   more CMake arguments for the CUDA variant
 #   WITH_PYTHON=1     pycaffe and Python layers (0 for a bare GPU-machine build)
 #   WITH_OPENCV=1     Caffe's OpenCV image I/O
@@ -20,7 +21,6 @@
 #                     (its patched tree is cached by the checkout's content, not its path)
 #   REID_CACHE=dir    where source, build trees and virtualenvs are cached
 #   JOBS=n            parallel compile jobs (default: number of cores)
-#   CUDA_HOME=wheels  the pinned wheels as the toolkit even where one is installed
 #   REID_SETUP_UNTIL=source|toolkit   stop once the patched source tree (and, with toolkit, the
 #                     CUDA toolkit) is ready: no compiling; the toolchain tests use it to check
 #                     the source routes cheaply

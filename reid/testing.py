@@ -35,6 +35,26 @@ def net_from_prototxt(text, phase=None, weights=None):
         os.unlink(f.name)
 
 
+# The GPU instantiations of the native gtests: TestDtypesAndDevices /2, /3 and the GPU-vs-CPU
+# agreement tests (toolchain/run_tests.sh leaves out the same where no GPU is visible).
+GPU_GTESTS = "*/2.*:*/3.*:*GpuCpuAgreement*"
+
+
+def gtest_command(pattern):
+    """The native gtest binary run on the tests matching `pattern`; where the build under test
+    is a CUDA one and no GPU is visible (the CUDA image started without --gpus), without the
+    GPU instantiations, which could only fail there."""
+    import subprocess
+    flt = pattern
+    if os.environ.get("CAFFE_VARIANT", "cpu").startswith("cuda"):
+        try:
+            gpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+        except OSError:
+            gpu = False
+        flt += "" if gpu else "-" + GPU_GTESTS
+    return [gtest_binary(), "--gtest_filter=" + flt]
+
+
 def gtest_binary():
     """Path of the native-layer gtest binary built by set-up."""
     prefix = os.environ.get("CAFFE_PREFIX") or os.path.join(

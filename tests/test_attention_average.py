@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from reid.ops.attention import attention_average_backward, attention_average_forward
-from reid.testing import gtest_binary, net_from_prototxt, numeric_gradient
+from reid.testing import gtest_command, net_from_prototxt, numeric_gradient
 
 
 def _loss(x, s, c, cw, axis=1):
@@ -89,7 +89,7 @@ def test_python_and_native_agree(n, t, d, scale):
 
 
 def test_native_gtests_pass():
-    out = subprocess.run([gtest_binary(), "--gtest_filter=*AttentionAverage*"],
+    out = subprocess.run(gtest_command("*AttentionAverage*"),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "PASSED" in out.stdout and "FAILED" not in out.stdout

@@ -15,7 +15,7 @@ import pytest
 
 from reid.ops import spatial_lstm as sl
 from reid.benchmarks.srm import _shape, sweep_prototxt
-from reid.testing import gtest_binary, net_from_prototxt, numeric_gradient
+from reid.testing import gtest_command, net_from_prototxt, numeric_gradient
 
 # (N, C, T, H, W): non-square, sizes of 1 on each axis, N = 1
 SHAPES = [(2, 3, 3, 2, 4), (1, 2, 1, 3, 2), (1, 2, 3, 1, 2), (1, 2, 2, 3, 1), (1, 1, 2, 2, 2),
@@ -250,7 +250,7 @@ def test_each_direction_equals_caffe_lstm(shape):
 # ---- the native gtest binary -----------------------------------------------------------
 
 def test_native_gtest_passes():
-    r = subprocess.run([gtest_binary(), "--gtest_filter=*SpatialLSTM*"], capture_output=True, text=True,
+    r = subprocess.run(gtest_command("*SpatialLSTM*"), capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "[  PASSED  ]" in r.stdout and "SpatialLSTM" in r.stdout

@@ -28,16 +28,28 @@ def _cache():
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reid-caffe")
 
 
-def _pristine_tarball():
-    path = os.path.join(_cache(), "downloads", _lock()["CAFFE_ORIG_TARBALL"])
-    if not os.path.exists(path):
-        pytest.fail("pinned source tarball %s missing: run make setup" % path)
-    return path
+def _cached_clone():
+    """The cached git clone set-up uses where the tarball is unavailable, if at the pin."""
+    clone = os.path.join(_cache(), "downloads", "caffe-git")
+    head = subprocess.run(["git", "-C", clone, "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() if os.path.isdir(clone) else ""
+    return clone if head == _lock()["CAFFE_COMMIT"] else None
 
 
 def _extract(dest):
+    """The pinned pristine source into dest, from whichever form set-up cached: the Debian
+    tarball or a git clone at the pinned commit."""
     os.makedirs(dest, exist_ok=True)
-    subprocess.run(["tar", "-xzf", _pristine_tarball(), "-C", str(dest)], check=True)
+    tarball = os.path.join(_cache(), "downloads", _lock()["CAFFE_ORIG_TARBALL"])
+    if os.path.exists(tarball):
+        subprocess.run(["tar", "-xzf", tarball, "-C", str(dest)], check=True)
+    elif _cached_clone():
+        archive = subprocess.run(["git", "-C", _cached_clone(), "archive", "--format=tar", "HEAD"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-xf", "-", "-C", str(dest)], input=archive, check=True)
+    else:
+        pytest.fail("no pinned Caffe source in %s/downloads (tarball or clone): run make setup"
+                    % _cache())
 
 
 def test_patch_set_applies_cleanly_to_pinned_source(tmp_path):
@@ -179,3 +191,123 @@ def test_second_setup_rebuilds_nothing():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Building CXX" not in out.stderr + out.stdout
     assert "Linking" not in out.stderr + out.stdout
+
+
+# ---- where the pinned source comes from (cheap: REID_SETUP_UNTIL=source compiles nothing) ----
+
+FAKE_APT = r"""#!/usr/bin/env bash
+# apt-get stand-in: logs "VERB URI" and succeeds only for the URI in FAKE_APT_OK_URI,
+# where `source --download-only` "downloads" FAKE_APT_TARBALL into the current folder.
+for a in "$@"; do case $a in Dir::Etc::sourcelist=*) list=${a#*=} ;; esac; done
+uri=$(awk '{print $3}' "$list")
+verb=update; [[ " $* " == *" source "* ]] && verb=source
+echo "$verb $uri" >>"$FAKE_APT_LOG"
+[[ -n $FAKE_APT_OK_URI && $uri == "$FAKE_APT_OK_URI" ]] || exit 100
+[[ $verb == source ]] && cp "$FAKE_APT_TARBALL" .
+exit 0
+"""
+
+
+def _offline_root(tmp_path, commit=None):
+    """A fake root whose download routes are all under the test's control: apt sources naming
+    an unresolvable mirror, an apt-get stand-in, and a git URL that does not exist."""
+    root, env = _fake_root(tmp_path)
+    lock = (root / "toolchain" / "caffe.lock").read_text()
+    lock = re.sub(r"CAFFE_GIT_URL=.*", "CAFFE_GIT_URL=%s" % (tmp_path / "no-such-repo"), lock)
+    if commit:
+        lock = re.sub(r"CAFFE_COMMIT=.*", "CAFFE_COMMIT=" + commit, lock)
+    (root / "toolchain" / "caffe.lock").write_text(lock)
+    (tmp_path / "apt" / "sources.list.d").mkdir(parents=True)
+    (tmp_path / "apt" / "sources.list").write_text("deb http://deb.mirror.invalid/debian bookworm main\n")
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "apt-get").write_text(FAKE_APT)
+    (fakebin / "apt-get").chmod(0o755)
+    env.update(APT_ETC=str(tmp_path / "apt"), PATH="%s:%s" % (fakebin, env["PATH"]),
+               FAKE_APT_LOG=str(tmp_path / "apt.log"), FAKE_APT_OK_URI="",
+               REID_SETUP_UNTIL="source")
+    return root, env
+
+
+def _setup(root, env):
+    return subprocess.run(["bash", str(root / "toolchain" / "setup.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _prepared_trees(cache):
+    return sorted(d for d in os.listdir(cache) if d.startswith("caffe-")
+                  and os.path.exists(os.path.join(cache, d, "src", ".prepared")))
+
+
+def test_source_from_the_archive_then_offline_from_the_cache(tmp_path):
+    # the tarball the stand-in serves: the pinned one, re-packed from the cached source
+    src = tmp_path / "pristine"
+    _extract(src)
+    (tmp_path / "served").mkdir()
+    tarball = tmp_path / "served" / _lock()["CAFFE_ORIG_TARBALL"]
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(src), "."], check=True)
+    root, env = _offline_root(tmp_path)
+    lock = (root / "toolchain" / "caffe.lock").read_text()
+    sha = subprocess.run(["sha256sum", str(tarball)], capture_output=True, text=True).stdout.split()[0]
+    (root / "toolchain" / "caffe.lock").write_text(re.sub(r"CAFFE_ORIG_SHA256=.*", "CAFFE_ORIG_SHA256=" + sha, lock))
+    env.update(FAKE_APT_TARBALL=str(tarball), FAKE_APT_OK_URI="http://archive.mirror.invalid/debian")
+    # 1. the mirror no longer has the release: the archive beside it (derived) does
+    out = _setup(root, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tried = (tmp_path / "apt.log").read_text().split("\n")
+    assert tried[0] == "update http://deb.mirror.invalid/debian", tried
+    assert "source http://archive.mirror.invalid/debian" in tried, tried
+    assert _prepared_trees(tmp_path / "cache")
+    # 2. every route fails now (apt-get, the archive, git): the cached tarball suffices
+    (tmp_path / "apt.log").write_text("")
+    env["FAKE_APT_OK_URI"] = ""
+    shutil.rmtree(tmp_path / "cache" / _prepared_trees(tmp_path / "cache")[0])
+    out = _setup(root, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "apt.log").read_text() == ""  # nothing was downloaded
+    assert len(_prepared_trees(tmp_path / "cache")) == 1
+
+
+def _git(repo, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", "-C", str(repo)] + list(args), env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_offline_setup_reuses_a_cached_clone_only_at_the_pinned_commit(tmp_path):
+    clone = tmp_path / "cache" / "downloads" / "caffe-git"
+    _extract(clone)
+    _git(clone, "init", "-q")
+    _git(clone, "add", "-A")
+    _git(clone, "commit", "-q", "-m", "pinned")
+    pinned = _git(clone, "rev-parse", "HEAD")
+    root, env = _offline_root(tmp_path, commit=pinned)
+    out = _setup(root, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "using the cached git clone" in out.stderr
+    assert _prepared_trees(tmp_path / "cache")
+    # a clone that moved off the pin is not used, and with every route failing set-up says so
+    (clone / "README.md").write_text("moved on\n")
+    _git(clone, "commit", "-q", "-am", "later")
+    shutil.rmtree(tmp_path / "cache" / _prepared_trees(tmp_path / "cache")[0])
+    out = _setup(root, env)
+    assert out.returncode != 0
+    assert "could not obtain Caffe" in out.stderr and "CAFFE_SRC" in out.stderr
+    assert "http://archive.mirror.invalid/debian" in (tmp_path / "apt.log").read_text()
+    assert not _prepared_trees(tmp_path / "cache")
+
+
+def test_caffe_src_tree_is_keyed_by_content_not_path(tmp_path):
+    root, env = _offline_root(tmp_path)
+    for where in ("a", "b"):  # the same checkout in two places: one patched tree
+        _extract(tmp_path / where)
+        out = _setup(root, dict(env, CAFFE_SRC=str(tmp_path / where)))
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert len(_prepared_trees(tmp_path / "cache")) == 1
+    with open(tmp_path / "b" / "README.md", "a") as f:  # a different checkout: its own tree
+        f.write("edited\n")
+    out = _setup(root, dict(env, CAFFE_SRC=str(tmp_path / "b")))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(_prepared_trees(tmp_path / "cache")) == 2
+    assert (tmp_path / "apt.log").exists() is False  # CAFFE_SRC needs no download

@@ -7,7 +7,9 @@
                      "seed": 1, "workers": 2}' } }
 
 Tops: data (3B*T, 3, H, W) float, frames of [anchors; positives; negatives] clip by clip,
-BGR minus the Caffe mean; label (3B,) identities. Clips come from reid.datasets.sampler
+BGR minus the Caffe mean; label (3B,) identities ("labels": "pid", default) or their class
+index 0..K-1 among the K identities of the split ("labels": "class", for the softmax
+classifier of pretraining, reid.nets.build.pretrain_net). "split": "train", "test" or "all". Clips come from reid.datasets.sampler
 (one batch per forward); worker processes decode ahead (reid.datasets.Prefetcher).
 
 The frame LMDB stores the original encoded images, so any input size can be read from it.
@@ -27,7 +29,9 @@ from reid.datasets.sampler import TripletSampler
 from reid.datasets.transform import to_blob
 
 DEFAULTS = dict(source="", split="train", batch_triplets=8, seq_len=6, height=227, width=227,
-                mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0)
+                mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0,
+                labels="pid")
+LABELS = ("pid", "class")
 
 
 def resume_iteration():
@@ -51,9 +55,14 @@ class SequenceTripletDataLayer(caffe.Layer):
         if len(top) != 2:
             raise ValueError("SequenceTripletDataLayer gives 2 tops: data, label")
         self.dataset = open_dataset(p["source"], split=p["split_index"])
-        tracklets = [t for t in self.dataset.tracklets if t.split == p["split"]]
+        if p["labels"] not in LABELS:
+            raise ValueError("SequenceTripletDataLayer: labels must be one of %s, got %r"
+                             % (LABELS, p["labels"]))
+        tracklets = [t for t in self.dataset.tracklets if p["split"] in ("all", t.split)]
         self.sampler = TripletSampler(tracklets, p["batch_triplets"], p["seq_len"], p["seed"],
                                       p["mirror"])
+        self.label_of = ({pid: pid for pid in self.sampler.pids} if p["labels"] == "pid" else
+                         {pid: k for k, pid in enumerate(self.sampler.pids)})
         if self.sampler.single:
             print("SequenceTripletDataLayer: %d identities of %s have one tracklet; they serve "
                   "as negatives only" % (len(self.sampler.single), p["source"]), flush=True)
@@ -85,7 +94,7 @@ class SequenceTripletDataLayer(caffe.Layer):
         clips = [next(self.stream) for _ in range(3 * self.p["batch_triplets"])]
         batch = self.meta.popleft()
         top[0].data[...] = to_blob(np.stack(clips), self.p["mean"], [m.mirror for m in batch])
-        top[1].data[...] = [m.pid for m in batch]
+        top[1].data[...] = [self.label_of[m.pid] for m in batch]
 
     def backward(self, top, propagate_down, bottom):
         pass

@@ -55,8 +55,10 @@ def test_small_nets_run_with_specified_shapes(variant, impl, tiny_mars, tmp_path
     feat.blobs["data"].data[...] = np.random.default_rng(0).normal(
         scale=50, size=feat.blobs["data"].data.shape)
     out = feat.forward()
+    # metric-only variants: F = mean pool5 over T, what their mining reads (learned)
     D = SMALL.fc if v.temporal == "mean" else SMALL.lstm
-    assert out["F"].shape == (3, D)
+    assert out["F"].shape == (3, D if v.triplet else C * H * W)
+    assert SMALL.pool5_shape()[1:] == (6, 3)
     assert out["pool5_seq"].shape == (3, T, C, H, W)
     if v.temporal == "tam":
         att = out["attention"]

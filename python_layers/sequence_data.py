@@ -27,10 +27,10 @@ from python_layers.params import parse_params, report_errors
 from reid.datasets import Prefetcher, open_dataset
 from reid.datasets.sampler import TripletSampler
 from reid.datasets.transform import to_blob
+from reid.nets.config import NetConfig
 
-DEFAULTS = dict(source="", split="train", batch_triplets=8, seq_len=6, height=227, width=227,
-                mean=[104.0, 117.0, 123.0], mirror=True, seed=1, workers=2, split_index=0,
-                labels="pid")
+# Those of the generator's NetConfig (the paper net), for a param_str that leaves some out.
+DEFAULTS = dict(NetConfig().data_params(), source="", split_index=0, labels="pid")
 LABELS = ("pid", "class")
 
 

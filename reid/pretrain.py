@@ -11,12 +11,15 @@ DIFF heads start from their fillers, the classifier is left behind.
 """
 import os
 
-from reid import experiment
+from reid import run
+from reid.datasets.synthetic import synthetic_mars
 from reid.nets import build
+from reid.nets.config import Schedule
 from reid.nets.generate import HEADER, net_text, write
 
 SEED_OFFSET = 1000          # pretraining pool of seed s: synthetic seed s + SEED_OFFSET
 DEFAULTS = dict(identities=60, iters=400, base_lr=0.01)
+SCHEDULE = Schedule(batch_triplets=4, base_lr=DEFAULTS["base_lr"]).scaled(DEFAULTS["iters"])
 
 
 def classes_of(prepared):
@@ -27,12 +30,13 @@ def classes_of(prepared):
 
 
 def write_pretrain_nets(cfg, classes, run_dir, schedule):
-    """train_val and solver of the pretraining net; returns {'train_val', 'solver'}."""
+    """train_val and solver of the pretraining net (schedule: a Schedule); returns
+    {'train_val', 'solver'}."""
     train_val = os.path.join(run_dir, "train_val.prototxt")
     solver = os.path.join(run_dir, "solver.prototxt")
     write(train_val, net_text(build.pretrain_net(cfg, classes), "pretrain"))
     write(solver, HEADER + build.solver(cfg, train_val, os.path.join(run_dir, "snapshots",
-                                                                     "snap"), **schedule))
+                                                                     "snap"), schedule))
     return {"train_val": train_val, "solver": solver}
 
 
@@ -44,14 +48,13 @@ def pretrain(out_dir, cfg, identities=DEFAULTS["identities"], iters=DEFAULTS["it
     final = os.path.join(out_dir, "run", "snapshots", "snap_iter_%d.caffemodel" % iters)
     if os.path.isfile(final):
         return final
-    data = experiment.synthetic_mars(os.path.join(out_dir, "data"), identities=identities,
-                                     seed=cfg.seed + SEED_OFFSET, **synthetic)
+    data = synthetic_mars(os.path.join(out_dir, "data"), identities=identities,
+                          seed=cfg.seed + SEED_OFFSET, **synthetic)
     cfg = cfg.with_(data_source=data)
-    schedule = dict(max_iter=iters, base_lr=base_lr, stepsize=max(1, 2 * iters // 3),
-                    snapshot=iters, display=max(1, min(20, iters // 30)))
+    schedule = SCHEDULE.scaled(iters, base_lr)
     nets = write_pretrain_nets(cfg, classes_of(data), os.path.join(out_dir, "run"), schedule)
-    experiment.train(nets["solver"], os.path.join(out_dir, "run", "train.log"), iters,
-                     progress=progress)
+    run.train(nets["solver"], os.path.join(out_dir, "run", "train.log"), iters,
+              progress=progress)
     return final
 
 

@@ -1,5 +1,5 @@
 """tools/evaluate.py end to end (DESIGN.md 1.3, 5): a tiny synthetic MARS dataset, the small
-ALL net trained for a few iterations by reid.experiment, then the tool: every output exists,
+ALL net trained for a few iterations by reid.run, then the tool: every output exists,
 the table shows the JSON numbers, the JSON numbers are those of a brute-force eq. 2 ranking
 computed here, and bad inputs (a caffemodel of another variant, missing files or splits)
 fail with a clear message before features are extracted. The two-camera path (iLIDS-VID
@@ -8,33 +8,34 @@ extractor with known features checks its probe / gallery wiring per split.
 """
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from reid import experiment
+from reid import run
 from reid.datasets import open_dataset
 from reid.datasets.ilidsvid import prepare_ilidsvid
 from reid.datasets.synthetic import generate
 from reid.evaluation import protocols as P
 from reid.evaluation import report, rerank
-from reid.nets import SMALL, VARIANTS, NetConfig
+from reid.evaluation.score import score_run, score_two_camera
+from reid.nets import SMALL, VARIANTS, NetConfig, Schedule
 from tools import evaluate as tool
 
 ITERS = 8
 # base_lr 0.001: at the small schedule's 0.01 with 2 triplets per batch, 8 iterations grew fc7
 # to ~1e4 and saturated the TAM's LSTM, so F was the same for every tracklet.
-SCHEDULE = dict(max_iter=ITERS, stepsize=1000, base_lr=0.001, display=1, snapshot=ITERS)
+SCHEDULE = Schedule(max_iter=ITERS, stepsize=1000, base_lr=0.001, display=1, snapshot=ITERS)
 
 
 def train_run(folder, variant, data, iters=ITERS):
     cfg = NetConfig(size=SMALL, variant=VARIANTS[variant], batch_triplets=2, workers=0,
                     deploy_batch=8, data_source=data)
-    nets = experiment.write_nets(cfg, str(folder), dict(SCHEDULE, max_iter=iters,
-                                                         snapshot=iters))
-    experiment.train(nets["solver"], str(folder / "train.log"), iters, progress=False)
+    nets = run.write_nets(cfg, str(folder), replace(SCHEDULE, max_iter=iters, snapshot=iters))
+    run.train(nets["solver"], str(folder / "train.log"), iters, progress=False)
     weights = folder / "snapshots" / ("snap_iter_%d.caffemodel" % iters)
     assert weights.is_file()
     return nets, weights
@@ -119,12 +120,11 @@ def test_mars_all_outputs_and_numbers(runs, tiny_mars, tmp_path):
         assert res["ranks"] == pytest.approx(ref["ranks"])
         assert res["mAP"] == pytest.approx(ref["mAP"])
         assert res["cmc"] == pytest.approx(ref["cmc"])
-    # experiment.evaluate (k = 100 > gallery size: also every pair) agrees
+    # score_run (k = 100 > gallery size: also every pair) agrees
     with open_dataset(tiny_mars) as ds:
-        lib, _, feats = experiment.evaluate(ds, NetConfig(size=SMALL, variant=VARIANTS["all"]),
-                                            nets, str(weights), progress=False)
-        assert feats["F"].shape[0] == ds.gallery_idx.size
-    for res, ref in zip(run_json["results"], lib):
+        scored = score_run(ds, VARIANTS["all"], nets, weights, progress=False)
+        assert scored.features["F"].shape[0] == ds.gallery_idx.size
+    for res, ref in zip(run_json["results"], scored.results):
         assert res["protocol"] == ref["protocol"] and res["mAP"] == pytest.approx(ref["mAP"])
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].split(",") == list(report.CSV_FIELDS) and len(rows) > 10
@@ -196,11 +196,10 @@ def test_two_camera_all_splits(runs, tiny_ilidsvid, tmp_path):
     with open_dataset(tiny_ilidsvid) as ds:
         for p, split in zip(res["per_split"], ds.splits):
             assert p["num_queries"] == p["num_gallery"] == len(split["test"])
-    # the same numbers through the library function the tool's sibling offers
-    cfg = NetConfig(size=SMALL, variant=VARIANTS["all"])
+    # the same numbers through the library function the tool calls
     with open_dataset(tiny_ilidsvid) as ds:
-        lib, meta, _ = experiment.evaluate_two_camera(ds, cfg, nets, str(weights),
-                                                      progress=False)
+        scored = score_run(ds, VARIANTS["all"], nets, weights, progress=False)
+    lib, meta = scored.results, scored.meta
     assert lib[0]["ranks"] == pytest.approx(res["ranks"])
     assert lib[0]["mAP"] == pytest.approx(res["mAP"])
     assert meta["weights_per_split"] is False
@@ -263,7 +262,7 @@ class ConstantExtractor(FakeExtractor):
 def test_two_camera_wiring_with_fake_features(tiny_ilidsvid):
     with open_dataset(tiny_ilidsvid) as ds:
         ext = FakeExtractor(noise=0.1)
-        scored = experiment.score_two_camera(ds, "CNN", (ext, None), progress=False)
+        scored = score_two_camera(ds, VARIANTS["cnn"], (ext, None), progress=False)
         res = scored.results[0]
         assert len(ext.calls) == 1                        # one extraction for all splits
         assert res["ranks"]["1"] == 1.0 and res["ranks_std"]["1"] == 0.0 and res["mAP"] == 1.0
@@ -275,13 +274,13 @@ def test_two_camera_wiring_with_fake_features(tiny_ilidsvid):
             assert set(ds.query_idx) == set(entry["query"])
             assert set(ds.gallery_idx) == set(entry["gallery"])
         # F says nothing: the joint ranking must come from M, on the right pairs
-        scored = experiment.score_two_camera(ds, "ALL", (ConstantExtractor(), FakeScorer()),
-                                             k=0, progress=False)
+        scored = score_two_camera(ds, VARIANTS["all"], (ConstantExtractor(), FakeScorer()),
+                                  k=0, progress=False)
         assert scored.results[0]["ranks"]["1"] == 1.0
         # without M the constant F leaves ties, broken by gallery column: probe i ranks its
         # match (column i) at i + 1
-        scored = experiment.score_two_camera(ds, "CNN", (ConstantExtractor(), None),
-                                             splits=[2], progress=False)
+        scored = score_two_camera(ds, VARIANTS["cnn"], (ConstantExtractor(), None),
+                                  splits=[2], progress=False)
         n = len(ds.splits[2]["test"])
         first = np.array(scored.results[0]["per_split"][0]["cmc"])
         assert first[0] == pytest.approx(1.0 / n)

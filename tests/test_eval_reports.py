@@ -203,6 +203,33 @@ def test_attention_plot(tmp_path):
         plots.plot_attention(frames, w[:, :5], tmp_path / "bad.png")
 
 
+def test_running_mean_hand_computed():
+    np.testing.assert_allclose(plots.running_mean([1, 2, 3, 4, 10], 2), [1, 1.5, 2.5, 3.5, 7])
+    np.testing.assert_allclose(plots.running_mean([4, 2, 6], 3), [4, 3, 4])
+    np.testing.assert_allclose(plots.running_mean([4, 2], 1), [4, 2])
+
+
+def test_loss_plot_mean_over_raw_and_chance_line(tmp_path):
+    from reid.run import TrainLog
+    log = TrainLog()
+    rng = np.random.default_rng(2)
+    for it in range(0, 300, 10):
+        log.add(it, "metric_loss", 0.7 + 0.1 * rng.random())
+        log.add(it, "triplet_loss", 0.3 * rng.random())
+        log.add(it, "metric_accuracy", 0.5)
+    ax = plots.loss_figure(log).axes[0]
+    ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+    raw = log.outputs["metric_loss"]
+    assert any(np.array_equal(y, raw) for y in ys)                        # faint raw values
+    mean = plots.running_mean(raw, len(raw) // 10)
+    assert any(y.shape == mean.shape and np.allclose(y, mean) for y in ys)
+    assert any(np.allclose(y, np.log(2)) for y in ys if y.size == 2)     # chance ln 2
+    assert not any(np.array_equal(y, log.outputs["metric_accuracy"]) for y in ys)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "metric_loss (running mean)", "triplet_loss (running mean)", "chance: ln 2 (metric loss)"]
+    _png(plots.plot_losses(log, tmp_path / "losses.png"))
+
+
 def _load_tool():
     spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "tools/compare_runs.py")
     mod = importlib.util.module_from_spec(spec)

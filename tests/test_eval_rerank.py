@@ -10,6 +10,8 @@ import pytest
 
 from reid.evaluation import protocols as P
 from reid.evaluation import rerank as R
+from reid.evaluation.score import rank_variant
+from reid.nets.config import VARIANTS
 
 MARS_INFO = Path("/work/shared/datasets/mars/info")
 
@@ -147,14 +149,6 @@ def test_similarity_is_eq2():
     assert R.similarity(3.0, 1.0, lam=0.0) == pytest.approx(0.25)
 
 
-def test_variant_modes():
-    assert [R.mode_for_variant(v) for v in ["CNN", "CNN+RNN", "CNN+TAM", "CNN+DIFF",
-                                            "CNN+SRM", "ALL"]] == \
-        ["distance", "distance", "distance", "metric", "metric", "joint"]
-    with pytest.raises(P.EvaluationInputError, match="unknown variant"):
-        R.mode_for_variant("CNN+XYZ")
-
-
 def test_bad_input():
     d, m = tied_case(9, n_q=4, n_g=10)
 
@@ -201,12 +195,12 @@ def test_real_mars_oracle_metric_on_random_features():
 
 def test_rank_variant_scores_each_ablation_its_way():
     d, m = tied_case(12, n_q=6, n_g=20)
-    r, meta = R.rank_variant("CNN+TAM", d)
+    r, meta = rank_variant(VARIANTS["cnn_tam"], d)
     np.testing.assert_array_equal(r.order, np.argsort(d, 1, kind="stable"))
     assert meta["mode"] == "distance" and meta["k"] == 0
-    r, meta = R.rank_variant("ALL", d, Lookup(m), k=20, lam=1.0)
+    r, meta = rank_variant(VARIANTS["all"], d, Lookup(m), k=20, lam=1.0)
     np.testing.assert_array_equal(r.order, brute_force_order(R.similarity(d, m)))
-    r, meta = R.rank_variant("CNN+SRM", None, Lookup(m), shape=m.shape)
+    r, meta = rank_variant(VARIANTS["cnn_srm"], None, Lookup(m), shape=m.shape)
     np.testing.assert_array_equal(r.order, brute_force_order(m))
     assert meta == {"variant": "CNN+SRM", "mode": "metric", "k": 20, "lambda": 1.0,
                     "preselected_by_d": False}

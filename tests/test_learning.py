@@ -15,10 +15,12 @@ there.
 """
 import numpy as np
 
-from reid import experiment
+from reid import run
 from reid.datasets import open_dataset
+from reid.datasets.synthetic import synthetic_mars
 from reid.evaluation import protocols
-from reid.nets.config import SMALL, VARIANTS, NetConfig
+from reid.evaluation.score import score_run
+from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
 
 ITERS = 300
 
@@ -35,21 +37,21 @@ def _chance(ds, draws=50):
 
 def test_small_all_net_learns(tmp_path_factory):
     out = tmp_path_factory.mktemp("learning")
-    data = experiment.synthetic_mars(str(out), identities=24, seed=5, difficulty=0.3)
+    data = synthetic_mars(str(out), identities=24, seed=5, difficulty=0.3)
     cfg = NetConfig(size=SMALL, variant=VARIANTS["all"], data_source=data, batch_triplets=4,
                     workers=1, seed=2)
-    nets = experiment.write_nets(cfg, str(out / "run"), dict(
+    nets = run.write_nets(cfg, str(out / "run"), Schedule(
         max_iter=ITERS, stepsize=10 * ITERS, base_lr=0.003, display=10, snapshot=ITERS))
-    log = experiment.train(nets["solver"], str(out / "train.log"), ITERS, progress=False)
+    log = run.train(nets["solver"], str(out / "train.log"), ITERS, progress=False)
     for name in ("triplet_loss", "metric_loss"):
         values = log.outputs[name]
         first, last = np.mean(values[:3]), np.mean(values[-3:])
         print(name, first, last)
         assert last < first, (name, values)
     ds = open_dataset(data)
-    results, _, _ = experiment.evaluate(
-        ds, cfg, nets, str(out / "run" / "snapshots" / ("snap_iter_%d.caffemodel" % ITERS)),
-        progress=False)
+    results = score_run(
+        ds, cfg.variant, nets, out / "run" / "snapshots" / ("snap_iter_%d.caffemodel" % ITERS),
+        progress=False).results
     rank1 = results[0]["ranks"]["1"]
     chance, spread = _chance(ds)
     print("rank-1 %.3f, chance %.3f +- %.3f" % (rank1, chance, spread))

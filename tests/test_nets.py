@@ -4,8 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from reid.nets.config import PAPER, SMALL, VARIANTS, NetConfig
-from reid.nets.generate import all_files, files_for, SMALL_SCHEDULE, write
+from reid import run
+from reid.nets.config import PAPER, SMALL, SMALL_SCHEDULE, VARIANTS, NetConfig, Variant
+from reid.nets.generate import all_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,11 +35,29 @@ def test_every_table2_variant_has_its_nets():
                 assert names == want, folder
 
 
+def test_small_solvers_are_the_schedule_the_demo_trains_with():
+    """SMALL_SCHEDULE is its own stretch to 600 iterations (what the demo and the Table 2
+    study write for their default --iters), and the committed small solvers carry it."""
+    assert SMALL_SCHEDULE.scaled(SMALL_SCHEDULE.max_iter) == SMALL_SCHEDULE
+    assert (SMALL_SCHEDULE.max_iter, SMALL_SCHEDULE.base_lr, SMALL_SCHEDULE.batch_triplets) == \
+        (600, 3e-4, 4)
+    with open(os.path.join(ROOT, "prototxt", "mars", "small", "all", "solver.prototxt")) as f:
+        text = f.read()
+    assert "base_lr: 0.0003\n" in text and "max_iter: 600\n" in text
+    with open(os.path.join(ROOT, "prototxt", "mars", "small", "all", "train_val.prototxt")) as f:
+        assert '\\"batch_triplets\\": 4,' in f.read()
+
+
+def test_variant_label_and_scoring_mode():
+    assert [(v.label, v.mode) for v in VARIANTS.values()] == [
+        ("CNN", "distance"), ("CNN+RNN", "distance"), ("CNN+TAM", "distance"),
+        ("CNN+DIFF", "metric"), ("CNN+SRM", "metric"), ("ALL", "joint")]
+    with pytest.raises(ValueError, match="trains nothing"):
+        Variant("none", "NONE", "mean", "", False)
+
+
 def _nets(cfg, tmp_path):
-    out = files_for(cfg, str(tmp_path), str(tmp_path / "snap"), SMALL_SCHEDULE)
-    for p, t in out.items():
-        write(p, t)
-    return {os.path.basename(p).split(".")[0]: p for p in out}
+    return run.write_nets(cfg, str(tmp_path), SMALL_SCHEDULE)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -9,12 +9,12 @@ well above 0.3.
 """
 import numpy as np
 
-from reid import experiment
+from reid import run
 from reid.datasets import open_dataset
+from reid.datasets.synthetic import synthetic_mars
 from reid.evaluation import rerank
 from reid.evaluation.features import FeatureExtractor
-from reid.nets.config import SMALL, VARIANTS, NetConfig
-from reid.nets.generate import SMALL_SCHEDULE
+from reid.nets.config import SMALL, SMALL_SCHEDULE, VARIANTS, NetConfig
 
 ITERS = 200
 FLOOR = 0.2
@@ -22,13 +22,12 @@ FLOOR = 0.2
 
 def test_recurrent_features_do_not_collapse_at_the_committed_lr(tmp_path_factory):
     out = tmp_path_factory.mktemp("no_collapse")
-    data = experiment.synthetic_mars(str(out), identities=16, seed=4)
+    data = synthetic_mars(str(out), identities=16, seed=4)
     cfg = NetConfig(size=SMALL, variant=VARIANTS["all"], data_source=data, batch_triplets=4,
                     workers=1, seed=3)
-    lr = SMALL_SCHEDULE["base_lr"]
-    nets = experiment.write_nets(cfg, str(out / "run"), dict(
-        max_iter=ITERS, stepsize=10 * ITERS, base_lr=lr, display=10, snapshot=ITERS))
-    experiment.train(nets["solver"], str(out / "train.log"), ITERS, progress=False)
+    lr = SMALL_SCHEDULE.base_lr
+    nets = run.write_nets(cfg, str(out / "run"), SMALL_SCHEDULE.scaled(ITERS))
+    run.train(nets["solver"], str(out / "train.log"), ITERS, progress=False)
     ds = open_dataset(data)
     ex = FeatureExtractor(nets["deploy_features"],
                           str(out / "run" / "snapshots" / ("snap_iter_%d.caffemodel" % ITERS)))

@@ -3,8 +3,8 @@ variant by layer name, conv1..fc7_reid copied, the heads left to their fillers."
 import numpy as np
 import pytest
 
-from reid import experiment
-from reid.nets.config import SMALL, VARIANTS, NetConfig
+from reid import run
+from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
 from reid.pretrain import classes_of, write_pretrain_nets
 
 TRUNK = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6_reid", "fc7_reid")
@@ -17,7 +17,7 @@ def pretrained(tiny_mars, tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
     cfg = NetConfig(size=SMALL, data_source=tiny_mars, batch_triplets=2, workers=0)
     classes = classes_of(tiny_mars)
-    nets = write_pretrain_nets(cfg, classes, str(out), dict(max_iter=1))
+    nets = write_pretrain_nets(cfg, classes, str(out), Schedule(max_iter=1))
     net = caffe.Net(nets["train_val"], caffe.TRAIN)
     loss = net.forward()["pretrain_loss"]
     assert np.isfinite(loss) and loss > 0
@@ -39,7 +39,7 @@ def test_pretrained_trunk_loads_into_every_variant(variant, pretrained, tiny_mar
     caffe.set_mode_cpu()
     cfg = NetConfig(size=SMALL, variant=VARIANTS[variant], data_source=tiny_mars,
                     batch_triplets=2, workers=0)
-    nets = experiment.write_nets(cfg, str(tmp_path), dict(max_iter=1))
+    nets = run.write_nets(cfg, str(tmp_path), Schedule(max_iter=1))
     net = caffe.Net(nets["train_val"], caffe.TRAIN)
     heads = {n: [b.data.copy() for b in p] for n, p in net.params.items() if n not in TRUNK}
     assert bool(heads) == (variant != "cnn") and "pretrain_classifier" not in net.params

@@ -5,9 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from reid import experiment
+from reid import run
 from reid.datasets.sampler import TripletSampler
-from reid.nets.config import SMALL, VARIANTS, NetConfig
+from reid.nets.config import SMALL, VARIANTS, NetConfig, Schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,9 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(tmp_path, data, name, iters, snapshot, variant="all", **schedule):
     cfg = NetConfig(size=SMALL, variant=VARIANTS[variant], data_source=data, batch_triplets=2,
                     workers=0)
-    sched = dict(max_iter=iters, stepsize=1000, base_lr=0.003, display=1, snapshot=snapshot)
-    sched.update(schedule)
-    return cfg, experiment.write_nets(cfg, str(tmp_path / name), sched)
+    sched = Schedule(**dict(dict(max_iter=iters, stepsize=1000, base_lr=0.003, display=1,
+                                 snapshot=snapshot), **schedule))
+    return cfg, run.write_nets(cfg, str(tmp_path / name), sched)
 
 
 def _weights(path):
@@ -32,12 +32,11 @@ def _weights(path):
 
 def test_resume_gives_the_uninterrupted_weights(tiny_mars, tmp_path):
     _, full = _run(tmp_path, tiny_mars, "full", 6, 3)
-    experiment.train(full["solver"], str(tmp_path / "full.log"), 6, progress=False)
+    run.train(full["solver"], str(tmp_path / "full.log"), 6, progress=False)
     _, part = _run(tmp_path, tiny_mars, "part", 6, 3)
     # the second run resumes from the first run's iteration-3 snapshot
     state = str(tmp_path / "full" / "snapshots" / "snap_iter_3.solverstate")
-    experiment.train(part["solver"], str(tmp_path / "part.log"), 6, snapshot=state,
-                     progress=False)
+    run.train(part["solver"], str(tmp_path / "part.log"), 6, snapshot=state, progress=False)
     a = _weights(str(tmp_path / "full" / "snapshots" / "snap_iter_6.caffemodel"))
     b = _weights(str(tmp_path / "part" / "snapshots" / "snap_iter_6.caffemodel"))
     assert a.keys() == b.keys() and len(a) > 20
@@ -53,14 +52,14 @@ def test_missing_database_is_a_clear_error(tmp_path):
     missing = str(tmp_path / "no_such_dataset")
     _, nets = _run(tmp_path, missing, "missing", 2, 2)
     with pytest.raises(RuntimeError) as err:
-        experiment.train(nets["solver"], str(tmp_path / "m.log"), 2, progress=False)
+        run.train(nets["solver"], str(tmp_path / "m.log"), 2, progress=False)
     assert "does not exist" in str(err.value) and missing in str(err.value)
 
 
 def test_nan_loss_stops_training_and_names_the_iteration(tiny_mars, tmp_path):
     _, nets = _run(tmp_path, tiny_mars, "nan", 40, 1000, variant="cnn_diff", base_lr=1e12)
-    with pytest.raises(experiment.TrainingDiverged, match=r"at iteration \d+"):
-        experiment.train(nets["solver"], str(tmp_path / "nan.log"), 40, progress=False)
+    with pytest.raises(run.TrainingDiverged, match=r"at iteration \d+"):
+        run.train(nets["solver"], str(tmp_path / "nan.log"), 40, progress=False)
 
 
 class _T:

@@ -7,14 +7,14 @@
         [--top 10] [--out DIR] [--name ALL]
 
 The run folder holds deploy_features.prototxt (and deploy_metric.prototxt for variants with a
-metric model) as reid.experiment.write_nets writes them; the variant is read from the
+metric model) as reid.run.write_nets writes them; the variant is read from the
 prototxt's name (`<variant>_features`). Without --weights the caffemodel with the highest
 iteration in RUN/ or RUN/snapshots/ is used. For iLIDS-VID / PRID2011, --weights may contain
 "{split}" (one model per split, as the paper trains on each split's training half); one
 model for every split is also accepted (e.g. a MARS model tested across datasets).
 
 Features: F of a tracklet is averaged over its chunks of T frames (--first-t: its first T
-frames only). Ranking (reid.evaluation.rerank.rank_variant): variants without a metric model
+frames only). Scoring (reid.evaluation.score.score_run): variants without a metric model
 rank by d; ALL re-scores the top k by d with eq. 2, S = 1/(1+d) + lambda*M; CNN+DIFF and
 CNN+SRM rank by M alone (the top k by d of their untrained F, every pair when k covers the
 gallery); -k 0 scores every pair. Protocols: MARS official kit and common variant; iLIDS-VID
@@ -31,23 +31,17 @@ is checked before features are extracted.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("GLOG_minloglevel", "2")   # Caffe's per-layer set-up log, unless asked
 
-from reid import experiment  # noqa: E402
+from reid import run as runs  # noqa: E402
 from reid.datasets import open_dataset  # noqa: E402
-from reid.evaluation import plots, report  # noqa: E402
-from reid.nets.config import TABLE2_LABELS, VARIANTS  # noqa: E402
-
-NAME_RE = re.compile(r'^name:\s*"([^"]*)"', re.M)
-ITER_RE = re.compile(r"_iter_(\d+)\.caffemodel$")
-TWO_CAMERA = ("ilidsvid", "prid2011")
+from reid.evaluation import plots, report, score  # noqa: E402
+from reid.nets.config import VARIANTS  # noqa: E402
 
 
 class EvaluateError(ValueError):
@@ -90,30 +84,10 @@ def _int_list(text, what):
         raise EvaluateError("%s: expected comma-separated integers, got %r" % (what, text))
 
 
-def run_nets(run):
-    """{deploy_features: path[, deploy_metric: path]} of a run folder; the variant it names."""
-    if not run.is_dir():
-        raise EvaluateError("%s: run folder not found" % run)
-    feats = run / "deploy_features.prototxt"
-    if not feats.is_file():
-        raise EvaluateError("%s: not found (the run folder must hold the deploy nets that "
-                            "reid.experiment.write_nets writes)" % feats)
-    m = NAME_RE.search(feats.read_text())
-    variant = m.group(1)[:-len("_features")] if m and m.group(1).endswith("_features") else None
-    nets = {"deploy_features": str(feats)}
-    metric = run / "deploy_metric.prototxt"
-    if metric.is_file():
-        nets["deploy_metric"] = str(metric)
-    return nets, variant
-
-
 def resolve_variant(named, asked, nets):
     if named is None and asked is None:
         raise EvaluateError("%s has no name '<variant>_features'; pass --variant"
                             % nets["deploy_features"])
-    if named is not None and named not in VARIANTS:
-        raise EvaluateError("%s names variant %r; known: %s" % (nets["deploy_features"], named,
-                                                                 sorted(VARIANTS)))
     if asked is not None and named is not None and asked != named:
         raise EvaluateError("--variant %s, but %s is the %s net" % (asked, nets["deploy_features"],
                                                                      named))
@@ -124,31 +98,9 @@ def resolve_variant(named, asked, nets):
     return variant
 
 
-def newest_caffemodel(run):
-    found = [p for folder in (run, run / "snapshots")
-             for p in glob.glob(str(folder / "*.caffemodel"))]
-    if not found:
-        raise EvaluateError("no .caffemodel in %s or %s/snapshots; pass --weights" % (run, run))
-
-    def key(path):
-        m = ITER_RE.search(path)
-        return (int(m.group(1)) if m else -1, os.path.getmtime(path))
-    return max(found, key=key)
-
-
-def weights_paths(weights, splits):
-    """{split or None: path}; every file must exist."""
-    paths = (experiment.split_weights(weights, splits) if experiment.SPLIT_FIELD in weights
-             else {None: weights})
-    missing = [p for p in paths.values() if not os.path.isfile(p)]
-    if missing:
-        raise EvaluateError("caffemodel not found: %s" % ", ".join(missing[:3]))
-    return paths
-
-
 def prepare(args):
     """Every check that needs no feature extraction; returns what main runs."""
-    nets, named = run_nets(args.run)
+    nets, named = runs.run_nets(args.run)
     variant = resolve_variant(named, args.variant, nets)
     if args.top < 1 or args.show < 0:
         raise EvaluateError("--top must be >= 1 and --show >= 0")
@@ -163,20 +115,18 @@ def prepare(args):
 
 
 def _prepare_with(args, nets, variant, dataset):
-    two_camera = dataset.name in TWO_CAMERA
+    two_camera = dataset.name in score.TWO_CAMERA
     splits = None
     if args.splits is not None:
         if not two_camera:
             raise EvaluateError("--splits: %s has one official split" % dataset.name)
         splits = _int_list(args.splits, "--splits")
-    lists = experiment.two_camera_lists(dataset, splits) if two_camera else None
+    lists = score.two_camera_lists(dataset, splits) if two_camera else None
     if lists:
         splits = [s for s, _, _ in lists]
-    weights = args.weights or newest_caffemodel(args.run)
-    if experiment.SPLIT_FIELD in str(weights) and not two_camera:
-        raise EvaluateError("--weights with {split}: %s has no splits" % dataset.name)
-    paths = weights_paths(str(weights), splits or [])
-    experiment.check_weights(nets, paths.values(), bool(variant.metric))
+    weights = args.weights or runs.newest_caffemodel(str(args.run))
+    paths = score.resolve_weights(weights, splits or [])
+    score.check_weights(nets, paths.values(), bool(variant.metric))
     queries = lists[0][1] if lists else dataset.query_idx
     show = None
     if args.show_tids:
@@ -185,36 +135,25 @@ def _prepare_with(args, nets, variant, dataset):
         if bad:
             where = "split %d" % lists[0][0] if lists else dataset.name
             raise EvaluateError("--show-tids %s are not queries of %s" % (bad, where))
-    stem = Path(str(weights).replace(experiment.SPLIT_FIELD, "split")).stem
+    stem = Path(str(weights).replace(score.SPLIT_FIELD, "split")).stem
     out = args.out or args.run / ("eval_%s_%s" % (dataset.name, stem))
     out.mkdir(parents=True, exist_ok=True)
     return dict(nets=nets, variant=variant, dataset=dataset, weights=str(weights),
                 paths=paths, splits=splits, show=show, out=out)
 
 
-def score(job, args):
-    variant, dataset, paths = job["variant"], job["dataset"], job["paths"]
-    label = TABLE2_LABELS[variant.name]
-    metric = bool(variant.metric)
-    chunks = "first" if args.first_t else "all"
-    if None in paths:
-        models = experiment.load_models(job["nets"], paths[None], metric)
-    else:
-        models = lambda s: experiment.load_models(job["nets"], paths[s], metric)  # noqa: E731
-    if job["splits"] is not None:
-        if None in paths:
-            print("evaluate: one caffemodel for every split; unless it was trained on another "
-                  "dataset, some splits' test persons were in its training data",
-                  file=sys.stderr)
-        return experiment.score_two_camera(dataset, label, models, args.k, args.lam,
-                                           job["splits"], chunks, not args.quiet)
-    return experiment.score_mars(dataset, label, models, args.k, args.lam, chunks,
-                                 not args.quiet)
+def score_job(job, args):
+    if job["splits"] is not None and None in job["paths"]:
+        print("evaluate: one caffemodel for every split; unless it was trained on another "
+              "dataset, some splits' test persons were in its training data", file=sys.stderr)
+    return score.score_run(job["dataset"], job["variant"], job["nets"], job["weights"], args.k,
+                           args.lam, job["splits"], "first" if args.first_t else "all",
+                           not args.quiet)
 
 
 def write_outputs(job, args, scored):
     variant, dataset, out = job["variant"], job["dataset"], job["out"]
-    name = args.name or TABLE2_LABELS[variant.name]
+    name = args.name or variant.label
     meta = dict(scored.meta, weights=job["weights"], run=str(args.run),
                 dataset_folder=str(args.dataset), deploy=job["nets"])
     run = report.make_run(name, scored.results, **meta)
@@ -225,13 +164,13 @@ def write_outputs(job, args, scored):
     curves = [("%s, %s" % (name, report.group_title(res)), res["cmc"], res.get("cmc_std"))
               for res in scored.results]
     paths["cmc"] = plots.plot_cmc(curves, out / "cmc.png", title=title)
-    show = job["show"] if job["show"] is not None else experiment.default_show(scored, args.show)
+    show = job["show"] if job["show"] is not None else plots.default_show(scored, args.show)
     if show:
-        paths["ranked_lists"] = experiment.ranked_list_figure(
+        paths["ranked_lists"] = plots.scored_ranked_lists(
             dataset, scored, show, out / "ranked_lists.png", args.top)
         if "attention" in scored.features:
             T = scored.features["attention"].shape[-1]
-            paths["attention"] = experiment.attention_figure(
+            paths["attention"] = plots.scored_attention(
                 dataset, scored, show[0], out / ("attention_%d.png" % show[0]), T,
                 title="%s: TAM weights w_{t,i} of query tracklet %d (%s)"
                 % (name, show[0], dataset.tracklets[show[0]].source))
@@ -243,11 +182,11 @@ def main(argv=None):
     try:
         job = prepare(args)
         try:
-            scored = score(job, args)
+            scored = score_job(job, args)
             paths = write_outputs(job, args, scored)
         finally:
             job["dataset"].close()
-    except (ValueError, OSError) as e:     # EvaluateError, LayoutError, EvaluationInputError
+    except (ValueError, OSError) as e:     # EvaluateError, RunError, LayoutError, ...
         raise SystemExit("evaluate: %s" % e)
     print(paths["table"].read_text(), end="")
     for kind, path in paths.items():

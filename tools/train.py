@@ -4,7 +4,7 @@
     bin/python tools/train.py SOLVER [--weights W.caffemodel] [--snapshot S.solverstate]
                               [--log LOG]
 
-Runs Caffe's own tool (reid.experiment.train), follows its log (default: train.log beside
+Runs Caffe's own tool (reid.run.train), follows its log (default: train.log beside
 the solver), stops at the first NaN loss, and writes the training losses next to the log
 (<log stem>_losses.png). --weights initialises from a caffemodel (e.g. ImageNet CaffeNet,
 paper 4.2); --snapshot resumes from a solverstate (the data layer continues with the batch
@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid import experiment  # noqa: E402
+from reid import run  # noqa: E402
+from reid.evaluation.plots import plot_losses  # noqa: E402
 
 MAX_ITER_RE = re.compile(r"^\s*max_iter:\s*(\d+)", re.M)
 
@@ -53,15 +54,13 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     print("train: %s, %d iterations; log %s" % (a.solver, iters, log_path), flush=True)
     try:
-        log = experiment.train(a.solver, log_path, iters, weights=a.weights,
-                               snapshot=a.snapshot, progress=not a.quiet)
-    except experiment.TrainingDiverged as e:
-        raise SystemExit("train: %s" % e)
-    except RuntimeError as e:
+        log = run.train(a.solver, log_path, iters, weights=a.weights, snapshot=a.snapshot,
+                        progress=not a.quiet)
+    except RuntimeError as e:                    # run.TrainingDiverged, a failed caffe
         raise SystemExit("train: %s" % e)
     plot = os.path.splitext(log_path)[0] + "_losses.png"
     if log.outputs:
-        experiment.plot_losses(log, plot, title="training losses: %s" % a.solver)
+        plot_losses(log, plot, title="training losses: %s" % a.solver)
         last = ", ".join("%s %.4g" % (k, v[-1]) for k, v in sorted(log.outputs.items()))
         print("train: done; last readings: %s\nlosses: %s" % (last, plot))
     else:

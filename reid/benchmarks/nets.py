@@ -7,15 +7,16 @@ import subprocess
 import tempfile
 import time
 
-from reid import experiment
-from reid.nets.config import PAPER, SMALL, VARIANTS, NetConfig
+from reid import run
+from reid.datasets.synthetic import synthetic_mars
+from reid.nets.config import PAPER, SMALL, VARIANTS, NetConfig, Schedule
 
 LAYER_RE = re.compile(r"\] +(\S+)\s+(forward|backward): ([\d.]+) ms")
 AVG_RE = re.compile(r"Average Forward-Backward: ([\d.]+) ms")
 
 
 def caffe_time(model, iterations):
-    out = subprocess.run([os.path.join(experiment.ROOT, "bin", "caffe"), "time", "-model", model,
+    out = subprocess.run([os.path.join(run.ROOT, "bin", "caffe"), "time", "-model", model,
                           "-iterations", str(iterations)], capture_output=True, text=True,
                          env=dict(os.environ, GLOG_minloglevel="0"))
     if out.returncode != 0:
@@ -35,7 +36,7 @@ def data_layer_rate(cfg, batches=20):
     import json
     n = NetSpec()
     n.data, n.label = python("python_layers.sequence_data", "SequenceTripletDataLayer", [],
-                             ntop=2, param_str=json.dumps(build.data_layer_params(cfg)))
+                             ntop=2, param_str=json.dumps(cfg.data_params()))
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(str(n.to_proto()))
     net = caffe.Net(f.name, caffe.TRAIN)
@@ -51,11 +52,11 @@ def data_layer_rate(cfg, batches=20):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="bench_nets_")
-    data = experiment.synthetic_mars(tmp, identities=20, seed=1)
+    data = synthetic_mars(tmp, identities=20, seed=1)
     print("\n-- small ALL net (%dx%d input, B=4 triplets of T=6), CPU --"
           % (SMALL.height, SMALL.width))
     small = NetConfig(size=SMALL, variant=VARIANTS["all"], data_source=data, batch_triplets=4)
-    nets = experiment.write_nets(small, os.path.join(tmp, "small"), dict(max_iter=1))
+    nets = run.write_nets(small, os.path.join(tmp, "small"), Schedule(max_iter=1))
     ms, _ = caffe_time(nets["train_val"], 10)
     consume = 1000.0 / ms * small.batch_triplets
     print("forward+backward %.0f ms/iteration = %.2f iterations/s = %.1f triplets/s consumed"
@@ -66,7 +67,7 @@ def main():
         print("%-28s %12.1f %17.1fx" % ("small, %d worker(s)" % workers, rate, rate / consume))
     print("\n-- ALL at paper size (227x227, fc6/fc7 1024, B=1 triplet of T=6), CPU --")
     paper = NetConfig(size=PAPER, variant=VARIANTS["all"], data_source=data, batch_triplets=1)
-    nets = experiment.write_nets(paper, os.path.join(tmp, "paper"), dict(max_iter=1))
+    nets = run.write_nets(paper, os.path.join(tmp, "paper"), Schedule(max_iter=1))
     ms, layers = caffe_time(nets["train_val"], 2)
     print("forward+backward %.0f ms/iteration (%.2f iterations/s)" % (ms, 1000.0 / ms))
     rows = sorted(layers.items(), key=lambda kv: -sum(kv[1].values()))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import (LayoutError, SourceDataset, SourceTracklet, list_files, load_mat_variable,
-                     require_dir, sort_by_frame)
+from .layout import (LayoutError, SourceDataset, SourceTracklet, load_mat_variable,
+                     person_tracklet, require_dir)
 
 SEQ_DIR = Path('i-LIDS-VID') / 'sequences'
 SPLITS_FILE = Path('train-test people splits') / 'train_test_splits_ilidsvid.mat'
@@ -60,18 +60,13 @@ def _persons(cam_dir: Path) -> dict[int, str]:
 
 
 def _tracklet(folder: Path, cam: int, pid: int) -> SourceTracklet:
-    files, frames = [], []
-    for n in list_files(folder):
-        m = FRAME_RE.match(n)
-        if not m or int(m.group(1)) != cam or int(m.group(2)) != pid:
-            raise LayoutError(f"{folder / n}: unexpected file name (expected "
-                              f"{frame_name(cam, pid, 0).replace('00000', 'FFFFF')})")
-        files.append(str(folder / n))
-        frames.append(int(m.group(3)))
-    if not files:
-        raise LayoutError(f"{folder}: person folder holds no frames")
-    files, frames = sort_by_frame(files, frames, str(folder))
-    return SourceTracklet(pid, cam, files, frames, f'cam{cam}/{person_folder(pid)}')
+    def frame_of(name):
+        m = FRAME_RE.match(name)
+        ok = m and int(m.group(1)) == cam and int(m.group(2)) == pid
+        return int(m.group(3)) if ok else None
+    return person_tracklet(folder, cam, pid, frame_of,
+                           frame_name(cam, pid, 0).replace('00000', 'FFFFF'),
+                           f'cam{cam}/{person_folder(pid)}')
 
 
 def read_ls_set(path: Path, num_persons: int) -> np.ndarray:

@@ -43,10 +43,6 @@ class Tracklet:
     frames: list[int] = field(default_factory=list)   # source frame numbers, ascending
 
     @property
-    def first_key(self) -> bytes:
-        return frame_key(self.start)
-
-    @property
     def keys(self) -> list[bytes]:
         return [frame_key(self.start + i) for i in range(self.num_frames)]
 

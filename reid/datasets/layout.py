@@ -110,6 +110,24 @@ def list_files(folder: Path) -> list[str]:
     return [e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith('.')]
 
 
+def person_tracklet(folder: Path, cam: int, pid: int, frame_of, expected: str,
+                    source: str) -> SourceTracklet:
+    """One person in one camera of a two-camera dataset (iLIDS-VID, PRID2011): every file of
+    `folder` is a frame; frame_of(name) gives its frame number, or None for a name that does
+    not belong there (refused, naming the `expected` pattern)."""
+    files, frames = [], []
+    for n in list_files(folder):
+        frame = frame_of(n)
+        if frame is None:
+            raise LayoutError(f"{folder / n}: unexpected file name (expected {expected})")
+        files.append(str(folder / n))
+        frames.append(frame)
+    if not files:
+        raise LayoutError(f"{folder}: person folder holds no frames")
+    files, frames = sort_by_frame(files, frames, str(folder))
+    return SourceTracklet(pid, cam, files, frames, source)
+
+
 def check_splits(splits, valid_pids: set[int], where: str) -> list[dict]:
     """Validate 'train'/'test' pid lists: disjoint, known persons, same size in every split."""
     if not isinstance(splits, list) or not splits:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .layout import (LayoutError, SourceDataset, SourceTracklet, check_splits, list_files,
-                     load_json, require_dir, sort_by_frame)
+from .layout import (LayoutError, SourceDataset, SourceTracklet, check_splits, load_json,
+                     person_tracklet, require_dir)
 
 SHOT_DIR = Path('prid_2011') / 'multi_shot'
 CAMS = {1: 'cam_a', 2: 'cam_b'}
@@ -64,17 +64,12 @@ def read_splits(path: Path) -> list[dict]:
 
 def _tracklet(folder: Path, cam: int, pid: int) -> SourceTracklet:
     require_dir(folder, f'PRID2011 person {pid} in {CAMS[cam]} (named by the splits file)')
-    files, frames = [], []
-    for n in list_files(folder):
-        m = FRAME_RE.match(n)
-        if not m:
-            raise LayoutError(f"{folder / n}: unexpected file name (expected NNNN.png)")
-        files.append(str(folder / n))
-        frames.append(int(m.group(1)))
-    if not files:
-        raise LayoutError(f"{folder}: person folder holds no frames")
-    files, frames = sort_by_frame(files, frames, str(folder))
-    return SourceTracklet(pid, cam, files, frames, f'{CAMS[cam]}/{person_folder(pid)}')
+
+    def frame_of(name):
+        m = FRAME_RE.match(name)
+        return int(m.group(1)) if m else None
+    return person_tracklet(folder, cam, pid, frame_of, 'NNNN.png',
+                           f'{CAMS[cam]}/{person_folder(pid)}')
 
 
 def parse_prid2011(src: str | Path, splits_file: str | Path | None = None) -> SourceDataset:

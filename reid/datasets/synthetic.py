@@ -743,3 +743,25 @@ def generate(out: str | os.PathLike, config: SyntheticConfig | None = None, **kw
 def load_meta(folder: str | os.PathLike) -> dict:
     return json.loads((Path(folder) / META_NAME).read_text())
 
+
+
+def degraded_frames(folder: str | os.PathLike) -> dict:
+    """{tracklet source ('bbox_test/0001/0001C1T0001'): {frame number: degradation}} of a
+    generated MARS-layout folder (its ground truth, synthetic_meta.json)."""
+    out = {}
+    for t in load_meta(folder)['tracklets']:
+        key = os.path.splitext(t['files'][0])[0].rsplit('F', 1)[0]
+        out[key] = {int(f): d for f, d in t['degraded'].items()}
+    return out
+
+
+def synthetic_mars(out_dir: str | os.PathLike, identities: int = 20, seed: int = 1,
+                   progress: bool = False, **kw) -> str:
+    """A synthetic MARS-layout dataset generated and prepared with the real prep code;
+    returns the prepared folder (reused when already there)."""
+    prepared = os.path.join(out_dir, 'mars')
+    if not os.path.exists(os.path.join(prepared, 'index.json')):
+        source = os.path.join(out_dir, 'source')
+        generate(source, layout='mars', identities=identities, seed=seed, **kw)
+        _mars.prepare_mars(source, prepared, progress=progress)
+    return prepared

@@ -6,7 +6,9 @@ protocols  MARS official kit protocol, MARS common variant, iLIDS-VID / PRID2011
            protocol (the only place the protocols live); plain NumPy inputs.
 rerank     d of L2-normalised features, S = 1/(1+d) + lambda*M (paper eq. 2) on the top K.
 report     result dicts -> Table-2/3-shaped text, CSV, JSON.
-plots      CMC curves (Fig. 9), ranked lists (Fig. 10), attention weights (Fig. 1).
+plots      CMC curves (Fig. 9), ranked lists (Fig. 10), attention weights (Fig. 1), losses.
+score      the one scoring of a trained run: features, the variant's ranking, protocols.
+diagnostics  chance levels, feature spread, TAM weights on degraded frames (synthetic studies).
 
 Feature extraction from Caffe nets lives in ``features.py`` (imported on demand, it needs
 pycaffe): ``FeatureExtractor`` gives F(x) per tracklet (chunks of T frames, averaged), the

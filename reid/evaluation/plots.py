@@ -1,5 +1,6 @@
-"""Figures of the evaluation (DESIGN.md section 5): CMC curves (paper Fig. 9), ranked lists
-(Fig. 10), temporal attention weights (Fig. 1).
+"""Figures (DESIGN.md section 5): CMC curves (paper Fig. 9), ranked lists (Fig. 10),
+temporal attention weights (Fig. 1), training losses; and those figures of a scored run
+(reid.evaluation.score.Scored) with the frames read from its dataset.
 
 matplotlib is used through its Agg canvas directly (no pyplot, no global backend switch).
 Images are NumPy uint8 BGR arrays (OpenCV's convention, as the dataset reader decodes them).
@@ -21,6 +22,7 @@ LABEL_COLOURS = {
     "junk": (150, 150, 150),
 }
 QUERY_COLOUR = (40, 40, 40)
+THUMB_SIZE = (128, 64)          # frames of the scored-run figures are read at this (H, W)
 
 
 def _new_figure(figsize):
@@ -241,3 +243,99 @@ def plot_attention(frames, weights, path, *, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- losses
+def running_mean(values, window):
+    """Trailing mean over the last ``window`` values (fewer at the start)."""
+    v = np.asarray(values, dtype=float)
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    i = np.arange(1, v.size + 1)
+    lo = np.maximum(0, i - int(window))
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def plot_losses(log, path, title=None):
+    """Training losses of a reid.run.TrainLog: the raw readings faint, their running mean
+    (over ~1/10 of the run) on top, and ln 2 -- the metric loss of a metric net that cannot
+    tell same from different pairs (softmax 1/2 on balanced pairs) -- as a line, so that a
+    branch that learns nothing shows at a glance. Returns the PNG path."""
+    return _save(loss_figure(log, title), path)
+
+
+def loss_figure(log, title=None):
+    """The figure of plot_losses (its axes hold, per loss, the raw and the mean line)."""
+    losses = {k: v for k, v in sorted(log.outputs.items()) if k.endswith("loss")}
+    fig = _new_figure((6.0, 3.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, values in losses.items():
+        x = log.iterations[:len(values)]
+        line, = ax.plot(x, values, alpha=0.25, lw=0.8)
+        ax.plot(x, running_mean(values, max(1, len(values) // 10)), color=line.get_color(),
+                label="%s (running mean)" % name)
+    if "metric_loss" in losses:
+        ax.axhline(np.log(2), color="grey", ls="--", lw=1, label="chance: ln 2 (metric loss)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "training losses")
+    return fig
+
+
+# ----------------------------------------------------------------------------- scored runs
+def default_show(scored, n=4):
+    """n queries of the first list of a Scored, evenly spread (tracklet ids)."""
+    q = scored.lists[0]["query"]
+    return [int(q[i]) for i in np.unique(np.linspace(0, q.size - 1, min(n, q.size)).round()
+                                         .astype(int))]
+
+
+def pick_queries(scored, n=3):
+    """Queries for the ranked list: a success, a middling one and a failure where there are
+    such (official protocol first-match rank), so the figure is not cherry-picked."""
+    res = scored.results[0]
+    q = np.asarray(res["per_query"]["query_idx"])
+    first = np.asarray(res["per_query"]["first_match_rank"], float)
+    ap = np.asarray(res["per_query"]["ap"], float)
+    tids = scored.lists[0]["query"]
+    order = np.lexsort((-ap, first))          # best first
+    picks = [order[0], order[len(order) // 2], order[-1]][:n]
+    assert q.size == tids.size, "per-query results and queries differ"
+    return [int(tids[i]) for i in dict.fromkeys(int(i) for i in picks)]
+
+
+def scored_ranked_lists(dataset, scored, query_tids, path, top=10):
+    """Fig. 10 of a scored run: per query its frames and the top gallery tracklets (first
+    list), bordered right / wrong / distractor (junk skipped, as the official protocol
+    ignores it)."""
+    entry = scored.lists[0]
+    qpos = {int(t): i for i, t in enumerate(entry["query"])}
+    gallery = entry["gallery"]
+    g_pids, g_cams = dataset.pids[gallery], dataset.cams[gallery]
+    rows = []
+    for tid in query_tids:
+        if int(tid) not in qpos:
+            where = "the evaluation" if entry["split"] is None else "split %d" % entry["split"]
+            raise ValueError("tracklet %d is not a query of %s" % (tid, where))
+        order = entry["ranking"].order[qpos[int(tid)]]
+        cols, labels = ranked_list_labels(order, g_pids, g_cams, dataset.pids[tid],
+                                          dataset.cams[tid], top_k=top)
+        n = dataset.tracklets[tid].num_frames
+        query = dataset.read_frames(tid, np.linspace(0, n - 1, min(4, n)).round().astype(int),
+                                    THUMB_SIZE)
+        shown = [dataset.read_frames(int(g), [dataset.tracklets[int(g)].num_frames // 2],
+                                     THUMB_SIZE) for g in gallery[cols]]
+        rows.append(ranked_list_image(query, shown, labels))
+    ranked_list_figure(rows, path)
+    return path
+
+
+def scored_attention(dataset, scored, tid, path, seq_len, title=None):
+    """Fig. 1 of a scored run: the first T frames of a tracklet (the chunk whose TAM weights
+    FeatureExtractor keeps) with the attention weights w_{t,i} of every step."""
+    if "attention" not in scored.features:
+        raise ValueError("the net has no attention output (no TAM)")
+    frames = dataset.read(tid, 0, seq_len, THUMB_SIZE)
+    return plot_attention(frames, scored.features["attention"][scored.row(tid)], path,
+                          title=title)

@@ -9,7 +9,7 @@ so :func:`rerank` ranks everything by d, then re-scores the top K of each query 
 re-orders only those K.  With K = gallery size this is exactly the brute-force ranking by S
 (ties broken by gallery column index, like the stable sort of the protocols).
 
-Modes (the ablations of Table 2, DESIGN.md 1.4):
+Modes (the ablations of Table 2, DESIGN.md 1.4; reid.nets.config.Variant.mode says which):
 
 * ``"distance"``: d only (variants without an SRM: CNN, CNN+RNN, CNN+TAM);
 * ``"joint"``: eq. 2 on the top K (ALL);
@@ -35,43 +35,11 @@ from .protocols import EvaluationInputError, rank_order
 
 MODES = ("distance", "joint", "metric")
 
-# Scoring mode of each ablation of Table 2 (DESIGN.md 1.4): without an SRM -> d only,
-# without F -> M only, ALL -> eq. 2.
-VARIANT_MODES = {
-    "CNN": "distance",
-    "CNN+RNN": "distance",
-    "CNN+TAM": "distance",
-    "CNN+DIFF": "metric",
-    "CNN+SRM": "metric",
-    "ALL": "joint",
-}
-
 
 class MetricFn(Protocol):
     """M for pairs: ``metric_fn(q_idx, g_idx) -> (len(q_idx),)`` values in [0, 1]."""
 
     def __call__(self, q_idx: np.ndarray, g_idx: np.ndarray) -> np.ndarray: ...
-
-
-def mode_for_variant(name):
-    """Scoring mode of a Table 2 variant name (CNN, CNN+RNN, ..., ALL)."""
-    try:
-        return VARIANT_MODES[name]
-    except KeyError:
-        raise EvaluationInputError(f"unknown variant {name!r}; known: {list(VARIANT_MODES)}")
-
-
-def rank_variant(variant, d=None, metric_fn=None, **kw):
-    """Rank one Table 2 variant the way every variant is scored (see VARIANT_MODES).
-
-    Returns (Ranking, meta) where meta (variant, mode, k, lambda, batch_size) is meant for
-    the run's metadata (report.make_run).  ``kw`` go to :func:`rerank`.
-    """
-    mode = mode_for_variant(variant)
-    ranking = rerank(d, metric_fn, mode=mode, **kw)
-    meta = {"variant": variant, "mode": mode, "k": ranking.k, "lambda": ranking.lam,
-            "preselected_by_d": bool(mode == "metric" and d is not None)}
-    return ranking, meta
 
 
 def metric_ranking(metric_fn, n_query, n_gallery, **kw):

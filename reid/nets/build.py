@@ -21,14 +21,6 @@ from reid.nets.temporal import feature_model
 from reid.nets.trunk import caffenet
 
 
-def data_layer_params(cfg, **kw):
-    s = cfg.size
-    return dict(dict(source=cfg.data_source, split="train", batch_triplets=cfg.batch_triplets,
-                     seq_len=cfg.seq_len, height=s.height, width=s.width,
-                     mean=list(cfg.mean_bgr), mirror=cfg.mirror, seed=cfg.seed,
-                     workers=cfg.workers), **kw)
-
-
 def pretrain_net(cfg, classes):
     """The trunk (conv1..fc7_reid) with a softmax identity classifier over `classes`
     identities, every frame labelled with its identity: the stand-in for ImageNet
@@ -38,8 +30,9 @@ def pretrain_net(cfg, classes):
     n = NetSpec()
     B, T = cfg.batch_triplets, cfg.seq_len
     n.data, n.label = python("python_layers.sequence_data", "SequenceTripletDataLayer", [],
-                             ntop=2, param_str=json.dumps(data_layer_params(
-                                 cfg, split="all", labels="class"), sort_keys=True))
+                             ntop=2, param_str=json.dumps(dict(
+                                 cfg.data_params(), split="all", labels="class"),
+                                 sort_keys=True))
     _, fc7 = caffenet(n, n.data, cfg.size, train=True)
     n.label_2d = reshape(n.label, 3 * B, 1)
     n.label_tiled = L.Tile(n.label_2d, axis=1, tiles=T)
@@ -55,7 +48,7 @@ def train_net(cfg):
     B, T = cfg.batch_triplets, cfg.seq_len
     S = 3 * B
     n.data, n.label = python("python_layers.sequence_data", "SequenceTripletDataLayer", [],
-                             ntop=2, param_str=json.dumps(data_layer_params(cfg),
+                             ntop=2, param_str=json.dumps(cfg.data_params(),
                                                           sort_keys=True))
     pool5, fc7 = caffenet(n, n.data, cfg.size, train=True, fc_layers=cfg.variant.triplet)
     F, attention = feature_model(n, cfg, pool5, fc7, S)
@@ -126,24 +119,25 @@ def metric_net(cfg):
     return n.to_proto()
 
 
-def solver(cfg, net_path, snapshot_prefix, max_iter=40000, base_lr=0.001, stepsize=20000,
-           display=20, snapshot=2000, clip_gradients=10):
-    """SGD as CaffeNet fine-tuning usually runs; paths are relative to where caffe runs.
-    Gradients are clipped (L2 norm, as Caffe's LRCN recurrent nets do): an early blow-up of
-    fc7 otherwise saturates the TAM's tanh/LSTM units and F collapses to one point."""
+def solver(cfg, net_path, snapshot_prefix, schedule):
+    """SGD as CaffeNet fine-tuning usually runs, by a reid.nets.config.Schedule; paths are
+    relative to where caffe runs. Gradients are clipped (L2 norm, as Caffe's LRCN recurrent
+    nets do): an early blow-up of fc7 otherwise saturates the TAM's tanh/LSTM units and F
+    collapses to one point."""
+    s = schedule
     return "\n".join([
         'net: "%s"' % net_path,
-        "base_lr: %g" % base_lr,
+        "base_lr: %g" % s.base_lr,
         'lr_policy: "step"',
         "gamma: 0.1",
-        "stepsize: %d" % stepsize,
+        "stepsize: %d" % s.stepsize,
         "momentum: 0.9",
         "weight_decay: 0.0005",
-        "clip_gradients: %g" % clip_gradients,
-        "max_iter: %d" % max_iter,
-        "display: %d" % display,
-        "average_loss: %d" % display,
-        "snapshot: %d" % snapshot,
+        "clip_gradients: %g" % s.clip_gradients,
+        "max_iter: %d" % s.max_iter,
+        "display: %d" % s.display,
+        "average_loss: %d" % s.display,
+        "snapshot: %d" % s.snapshot,
         'snapshot_prefix: "%s"' % snapshot_prefix,
         "random_seed: %d" % cfg.seed,
         "solver_mode: CPU" if cfg.size.name == "small" else "solver_mode: GPU",

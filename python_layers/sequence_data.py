@@ -68,7 +68,8 @@ class SequenceTripletDataLayer(caffe.Layer):
                   "as negatives only" % (len(self.sampler.single), p["source"]), flush=True)
         self.meta = deque()
         self.prefetcher = None
-        self.stream = self._stream(resume_iteration())
+        self.stream = None      # started by the first forward: a net only built (e.g. to
+        #                         save its initial weights) starts no worker processes
 
     def _stream(self, first_batch):
         """Decoded clips in batch order; the metadata of each batch is queued alongside."""
@@ -91,6 +92,8 @@ class SequenceTripletDataLayer(caffe.Layer):
         top[1].reshape(n)
 
     def forward(self, bottom, top):
+        if self.stream is None:
+            self.stream = self._stream(resume_iteration())
         clips = [next(self.stream) for _ in range(3 * self.p["batch_triplets"])]
         batch = self.meta.popleft()
         top[0].data[...] = to_blob(np.stack(clips), self.p["mean"], [m.mirror for m in batch])

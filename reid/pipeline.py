@@ -192,16 +192,17 @@ def write_run_nets(cfg, run_dir, iters, lr, steps):
     return nets
 
 
-def train_run(nets, run_dir, iters, steps, resume=False, progress=True):
-    """Step train: `bin/caffe train -solver` (reid.run.train_or_resume). Returns (weights,
-    TrainLog, whether training ran)."""
+def train_run(nets, run_dir, iters, steps, resume=False, progress=True, init=None):
+    """Step train: `bin/caffe train -solver [-weights init]` (reid.run.train_or_resume).
+    Returns (weights, TrainLog, whether training ran)."""
     solver = nets["solver"]
-    steps.start("train", "%d iterations" % iters,
-                "bin/python tools/train.py %s   (or bin/caffe train -solver %s)"
-                % (rel(solver), rel(solver)))
+    w = "" if not init else " -weights %s" % rel(init)
+    steps.start("train", "%d iterations%s" % (iters, ", from %s" % rel(init) if init else ""),
+                "bin/python tools/train.py %s%s   (or bin/caffe train -solver %s%s)"
+                % (rel(solver), w.replace(" -", " --"), rel(solver), w))
     try:
         weights, log, trained = runs.train_or_resume(run_dir, solver, iters, resume, progress,
-                                                     steps.note)
+                                                     steps.note, weights=init)
     except RuntimeError as e:                   # TrainingDiverged, a failed caffe
         raise PipelineError(str(e)) from None
     if not trained:

@@ -63,6 +63,8 @@ def start_weights(train_val, seed, path, weights=None):
     random_seed, builds the net from its fillers, then copies -weights by layer name),
     saved to `path` so that diagnostics can read the state at iteration 0."""
     import caffe
+    if os.path.isfile(path):
+        return path
     caffe.set_mode_cpu()
     caffe.set_random_seed(int(seed))
     net = caffe.Net(train_val, caffe.TRAIN)

@@ -152,10 +152,12 @@ def train_logs(run_dir):
     return parts + ([last] if os.path.isfile(last) else [])
 
 
-def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=print):
+def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=print,
+                    weights=None):
     """Train the run folder's solver to `iters`: a finished run is reused, an interrupted one
-    continues from its last snapshot with `resume` (else starts over). note(text) says what
-    happens. Returns (weights, TrainLog of every part, whether training ran)."""
+    continues from its last snapshot with `resume` (else starts over, from `weights` when
+    given: `caffe train -weights`, e.g. the pretrained trunk of reid.pretrain). note(text)
+    says what happens. Returns (weights, TrainLog of every part, whether training ran)."""
     run_dir = str(run_dir)
     final = snapshots(run_dir, "caffemodel").get(iters)
     if final:
@@ -178,7 +180,7 @@ def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=pr
             os.remove(p)
     note("log: %s" % os.path.join(run_dir, "train.log"))
     train(solver, os.path.join(run_dir, "train.log"), iters, snapshot=snapshot,
-          progress=progress)
+          weights=None if snapshot else weights, progress=progress)
     final = snapshots(run_dir, "caffemodel").get(iters)
     if not final:
         raise RuntimeError("training ended without %s/snapshots/*_iter_%d.caffemodel"

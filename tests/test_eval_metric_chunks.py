@@ -1,6 +1,7 @@
 """M for tracklets over the same chunks as F, and the ranking of metric-only variants
 (paper 3.3, eq. 2; docs/DESIGN.md 1.3-1.4)."""
 import numpy as np
+import pytest
 
 from reid.evaluation.features import aligned_chunk_pairs, chunk_pair_metric
 from reid.evaluation.rerank import metric_ranking
@@ -80,3 +81,10 @@ def test_seed_aggregation_mean_and_std():
     np.testing.assert_allclose([res["mAP"], res["mAP_std"]], [0.2, np.std([0.3, 0.1], ddof=1)])
     np.testing.assert_allclose(res["cmc"], [0.3, 0.5])          # cut to the shorter gallery
     assert res["seeds"] == 2
+
+
+def test_constant_answer_loss_is_the_chance_level_of_the_pair_mix():
+    from reid.evaluation.learning import constant_answer_loss, metric_loss_learned
+    assert constant_answer_loss(0.5) == pytest.approx(np.log(2))
+    assert constant_answer_loss(1 / 3) == pytest.approx(0.6365, abs=1e-4)
+    assert not metric_loss_learned(0.62, 1 / 3) and metric_loss_learned(0.55, 1 / 3)

@@ -7,8 +7,9 @@
 - pair_auc: the SRM's (or DIFF's) M over all query-gallery pairs of the test set as a
   same/different classifier (area under the ROC curve; 0.5 = chance), not only on the top K
   of d nor on the mined pairs it was trained on;
-- metric_loss_learned: the final metric loss against ln 2, the loss of a head that always
-  answers 1/2.
+- metric_loss_learned: the final metric loss against the loss of the best constant answer
+  for the pair mix it trains on (ln 2 = 0.693 for 1 positive : 1 negative, the entropy of
+  1/3 = 0.637 for NetConfig.metric_negatives = 'mixed', 1 : 2).
 """
 import math
 
@@ -68,9 +69,16 @@ def pair_labels(pids, q_rows, g_rows):
     return same, valid
 
 
-def metric_loss_learned(final_metric_loss, margin=0.05):
-    """Whether the metric head learned: its final loss below ln 2 by more than `margin`."""
-    return bool(final_metric_loss < CHANCE_PAIR_LOSS - margin)
+def constant_answer_loss(positive_share):
+    """Cross-entropy of the best constant answer when a share p of the pairs is positive."""
+    p = positive_share
+    return float(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+
+
+def metric_loss_learned(final_metric_loss, positive_share=0.5, margin=0.05):
+    """Whether the metric head learned: its final loss below that of the best constant
+    answer (constant_answer_loss) by more than `margin`."""
+    return bool(final_metric_loss < constant_answer_loss(positive_share) - margin)
 
 
 def saturation_on_test(extractor, dataset, tids, max_clips=64):

@@ -255,9 +255,26 @@ def main_study(out, study, progress=False):
              "mean±std)" % (study.identities, study.iters, ",".join(map(str, study.seeds))))
     agg, paths = summarise(out, {VARIANTS[v].label: rs for v, rs in runs.items()}, "table2",
                            title)
+    chance = chance_levels(out, study)
+    with open(paths["diagnostics"], "a") as f:
+        f.write("Chance (official kit, rank-1 of random rankings / 1 over test identities): "
+                + "; ".join("seed %d %.1f %% / %.1f %% (%d queries, gallery %d)" % (
+                    s, 100 * c["random_rankings"], 100 * c["one_over_test_ids"], c["queries"],
+                    c["gallery"]) for s, c in chance.items()) + "\n")
     (Path(out) / "table2_settings.json").write_text(json.dumps(dict(
-        asdict(study), seconds=round(time.time() - t0, 1)), indent=1))
+        asdict(study), chance=chance, seconds=round(time.time() - t0, 1)), indent=1))
     return agg, paths
+
+
+def chance_levels(out, study, tag="main"):
+    """{seed: reid.evaluation.diagnostics.chance_rank1 of the seed's test set}."""
+    from reid.datasets import open_dataset
+    from reid.evaluation.diagnostics import chance_rank1
+    levels = {}
+    for seed in study.seeds:
+        with open_dataset(Path(out) / "data" / ("%s_seed%d" % (tag, seed)) / "mars") as ds:
+            levels[seed] = chance_rank1(ds)
+    return levels
 
 
 def phenomena(out, study, names=tuple(PHENOMENA), progress=False):

@@ -24,7 +24,8 @@ TINY_ITERS = 6
 OUTPUTS = ("results.txt", "results.csv", "results.json", "cmc.png", "ranked_list.png",
            "attention.png", "losses.png", "summary.json", "run/train.log", "run/solver.prototxt",
            "run/snapshots/snap_iter_%d.caffemodel" % TINY_ITERS, "data/mars/index.json",
-           "data/source/synthetic_meta.json")
+           "data/source/synthetic_meta.json", "run/start.caffemodel",
+           "pretrain/seed1/run/snapshots/snap_iter_4.caffemodel")
 
 
 def run_tool(*args):

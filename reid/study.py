@@ -306,12 +306,13 @@ def metric_summary(meta):
                      "always answers 1/2) and %.3f (the best constant answer for its pair "
                      "mix): %s; M's AUC over all query-gallery test pairs %.3f (0.5 = chance)."
                      % (met["final_loss"], met["ln2"], met["constant_answer_loss"],
-                        "learned" if met["learned"] else "NOT learned (at chance)",
+                        "learned" if met["learned"] else "NOT learned (not below it by 0.05)",
                         met["auc_all_test_pairs"]))
     sat = meta.get("saturation")
     if sat:
+        start, end = (" / ".join("%.3f" % sat[t][k] for k in ("lstm", "tam") if k in sat[t])
+                      for t in ("start", "end"))
         lines.append("Saturated gate pre-activations (|x| > 3), LSTM / TAM: %s at the start, "
-                     "%s at the end; F spread %.3f (0 = collapsed)." % tuple(
-                         " / ".join("%.3f" % sat[t][k] for k in ("lstm", "tam") if k in sat[t])
-                         for t in ("start", "end")) + (meta.get("feature_spread", 0),))
+                     "%s at the end; F spread %.3f (0 = collapsed)."
+                     % (start, end, meta.get("feature_spread", 0)))
     return "\n".join(lines)

@@ -40,10 +40,10 @@ def test_small_solvers_are_the_schedule_the_demo_trains_with():
     study write for their default --iters), and the committed small solvers carry it."""
     assert SMALL_SCHEDULE.scaled(SMALL_SCHEDULE.max_iter) == SMALL_SCHEDULE
     assert (SMALL_SCHEDULE.max_iter, SMALL_SCHEDULE.base_lr, SMALL_SCHEDULE.batch_triplets) == \
-        (600, 3e-3, 4)
+        (600, 1e-3, 4)
     with open(os.path.join(ROOT, "prototxt", "mars", "small", "all", "solver.prototxt")) as f:
         text = f.read()
-    assert "base_lr: 0.003\n" in text and "max_iter: 600\n" in text
+    assert "base_lr: 0.001\n" in text and "max_iter: 600\n" in text
     with open(os.path.join(ROOT, "prototxt", "mars", "small", "all", "train_val.prototxt")) as f:
         assert '\\"batch_triplets\\": 4,' in f.read()
 

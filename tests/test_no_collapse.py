@@ -3,9 +3,8 @@ trained at the committed small learning rate, keeps its test features F apart.
 
 Before frame_norm = 'rms', at lr 3e-3 every LSTM-based F ended on one point within ~100
 iterations: the mean distance between L2-normalised test features (the spread) fell to
-0.000 while the triplet loss sat at the margin. Measured once with this set-up: spread
-~0.5 with 'rms' (docs/TABLE2.md). Floor 0.2: a collapsed F is below 0.01, a working one is
-well above 0.3.
+0.000 while the triplet loss sat at the margin (docs/TABLE2.md). Floor 0.2: a collapsed F is
+below 0.1, a working one well above 0.3.
 """
 import numpy as np
 

@@ -86,7 +86,8 @@ def check_images(paths, kinds):
 
 
 def brute_force_eq2(data, nets, weights):
-    """Every (query, test) pair scored with S = 1/(1+d) + M and sorted; both MARS protocols."""
+    """Every (query, test) pair scored with S = 1/(1+d) + M and sorted, M of two tracklets the
+    mean over their aligned chunk pairs; both MARS protocols."""
     from reid.evaluation.features import FeatureExtractor, MetricScorer
     with open_dataset(data) as ds:
         test, queries = ds.gallery_idx, ds.query_idx
@@ -98,7 +99,13 @@ def brute_force_eq2(data, nets, weights):
         d = np.linalg.norm(F[q][:, None] - F[None], axis=2)
         qi, gi = np.meshgrid(np.arange(q.size), np.arange(test.size), indexing="ij")
         scorer = MetricScorer(nets["deploy_metric"], str(weights))
-        M = scorer(feats["pool5"][q][qi.ravel()], feats["pool5"][gi.ravel()]).reshape(d.shape)
+        chunks, off = feats["pool5_chunks"], feats["chunk_offsets"]
+        M = np.zeros(d.shape)          # M averaged over aligned chunk pairs, pair by pair
+        for i, j in zip(qi.ravel(), gi.ravel()):
+            a = chunks[off[q[i]]:off[q[i] + 1]]
+            b = chunks[off[j]:off[j + 1]]
+            n = max(len(a), len(b))
+            M[i, j] = np.mean(scorer(a[np.arange(n) % len(a)], b[np.arange(n) % len(b)]))
         S = 1.0 / (1.0 + d) + M
         order = np.argsort(-S, axis=1, kind="stable")
         return P.evaluate_mars(rerank.Ranking(order, test.size, "joint", 1.0), ds.pids[test],
@@ -258,13 +265,16 @@ class FakeExtractor:
         F = np.zeros((tids.size, pids.max() + 1))
         F[np.arange(tids.size), pids] = 1.0
         F[:, 0] = self.noise * cams
-        return {"F": F, "pool5": pids.reshape(-1, 1, 1, 1, 1).astype(float)}
+        pool5 = pids.reshape(-1, 1, 1, 1, 1).astype(float)
+        return {"F": F, "pool5": pool5, "pool5_chunks": pool5,
+                "chunk_offsets": np.arange(tids.size + 1)}
 
 
 class FakeScorer:
     """M = 1 for the same person, else 0 (what a perfect SRM would say)."""
 
-    def metric_fn(self, qa, ga):
+    def chunk_metric_fn(self, feats, q_rows, g_rows):
+        qa, ga = feats["pool5"][np.asarray(q_rows)], feats["pool5"][np.asarray(g_rows)]
         return lambda qi, gi: (qa[np.asarray(qi)] == ga[np.asarray(gi)]).reshape(-1) * 1.0
 
 

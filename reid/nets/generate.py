@@ -143,7 +143,8 @@ def native_only_train_net(cfg):
                          data_filler=[dict(type="gaussian", std=50)])
     pool5, fc7 = caffenet(n, n.data, s, train=True)
     F, attention = feature_model(n, cfg, pool5, fc7, 3 * B)
-    n.silence_attention = L.Silence(attention, ntop=0)
+    if attention is not None:
+        n.silence_attention = L.Silence(attention, ntop=0)
     n.F_a, n.F_p, n.F_n = L.Slice(F, slice_param=dict(axis=0), ntop=3)
     n.F_a2 = L.Concat(n.F_a, n.F_a, concat_param=dict(axis=0))
     n.F_b = L.Concat(n.F_p, n.F_n, concat_param=dict(axis=0))

@@ -43,7 +43,6 @@ IDENTITIES = 40
 # CI size: every step on a handful of identities, a few iterations; plumbing only.
 TINY = dict(identities=8, mars_iters=4, finetune_iters=3, batch_triplets=2, max_len=10)
 TABLE_RANKS = paper.RANKS
-MARKS = ("table3_settings.json",)        # what proves an output folder is this tool's
 
 
 class Table3Error(RuntimeError):

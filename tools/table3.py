@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("-k", type=int, default=100, help="eq. 2 re-scored list length")
     p.add_argument("--tiny", action="store_true", help="CI size (plumbing only)")
     p.add_argument("--fresh", action="store_true", help="redo everything")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --fresh, also delete an --out this tool did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     if a.splits is not None:
@@ -86,8 +88,7 @@ def main(argv=None):
                                  a.batch_triplets, a.tiny, data=a.data, seed=a.seed, k=a.k,
                                  mars_weights=a.mars_weights, init_weights=a.init_weights,
                                  progress=not a.quiet, **extra)
-        if a.fresh:
-            pipeline.clear_output(plan.out, table3.MARKS)
+        pipeline.open_output(plan.out, "table3", a.fresh, a.overwrite)
         print("Table 3: ALL (%s nets) on %s; output in %s" % (
             plan.size, a.data or "synthetic data", pipeline.rel(plan.out)), flush=True)
         paths, seconds = table3.run(plan)

@@ -95,6 +95,33 @@ def chunk_starts(num_frames, T, mode="all"):
     return starts
 
 
+CHUNKED = ("pool5_chunks", "chunk_starts")     # extract()'s arrays with one row per chunk
+
+
+def take_tracklets(feats, rows):
+    """FeatureExtractor.extract output restricted to (and ordered as) tracklet ``rows``:
+    per-tracklet arrays indexed, the chunk arrays gathered and chunk_offsets rebuilt."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = {k: v[rows] for k, v in feats.items() if k not in CHUNKED + ("chunk_offsets",)}
+    if "chunk_offsets" in feats:
+        off = feats["chunk_offsets"]
+        lo, hi = off[rows], off[rows + 1]
+        out["chunk_offsets"] = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+        chunk_rows = (np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+                      if rows.size else np.zeros(0, np.int64))
+        out.update({k: feats[k][chunk_rows] for k in CHUNKED if k in feats})
+    return out
+
+
+def concat_tracklets(a, b):
+    """Two FeatureExtractor.extract outputs (same keys) as one: b's tracklets after a's."""
+    out = {k: np.concatenate([a[k], b[k]]) for k in a if k != "chunk_offsets"}
+    if "chunk_offsets" in a:
+        out["chunk_offsets"] = np.concatenate([a["chunk_offsets"],
+                                               a["chunk_offsets"][-1] + b["chunk_offsets"][1:]])
+    return out
+
+
 class FeatureExtractor:
     def __init__(self, prototxt, weights, mean=CAFFE_MEAN_BGR):
         self.net = load_net(prototxt, weights)
@@ -118,9 +145,10 @@ class FeatureExtractor:
     def extract(self, dataset, tids=None, mode="all", progress=True):
         """{'F': (n, D), 'pool5': (n, T, C, H, W) of the first chunk, 'attention': (n, T, T)
         or absent, 'pool5_chunks': (chunks, T, C, H, W) of every chunk F averaged over,
-        'chunk_offsets': (n + 1,), tracklet i's chunks being rows offsets[i]:offsets[i+1]}.
-        (At MARS size, 12,180 test tracklets of ~10 chunks, pool5_chunks of the paper net
-        would take ~27 GB: use mode='first' there.)"""
+        'chunk_offsets': (n + 1,), tracklet i's chunks being rows offsets[i]:offsets[i+1],
+        'chunk_starts': (chunks,) the first frame of each}.  (MARS test set, paper net:
+        118,491 chunks, pool5_chunks 24.4 GiB; mode='first' keeps one chunk per tracklet,
+        2.5 GiB, but then F and M see only the first T frames.)"""
         tids = list(range(len(dataset)) if tids is None else tids)
         jobs = [(i, s) for i, tid in enumerate(tids)
                 for s in chunk_starts(dataset.tracklets[tid].num_frames, self.T, mode)]
@@ -142,7 +170,8 @@ class FeatureExtractor:
             bar.update(len(batch))
         bar.close()
         result = {"F": sums / counts[:, None], "pool5_chunks": np.concatenate(chunks),
-                  "chunk_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)}
+                  "chunk_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                  "chunk_starts": np.array([s for _, s in jobs], dtype=np.int64)}
         for key in first[0]:
             result[key] = np.stack([first[i][key] for i in range(len(tids))])
         return result

@@ -113,6 +113,15 @@ def add_study_options(p):
 
 
 # ---- data ---------------------------------------------------------------------------------
+def data_settings(identities, seed, difficulty, max_len=None):
+    """The generator settings of a synthetic MARS (what its reuse stamp records); a study
+    adds its phenomena switches (reid.study.Study.data_settings)."""
+    settings = {"identities": identities, "seed": seed, "difficulty": difficulty}
+    if max_len:
+        settings["max_len"] = max_len
+    return settings
+
+
 def synthetic_argv(source, settings, layout="mars"):
     """data_prep/make_synthetic.py arguments for the generation settings."""
     argv = ["--layout", layout, "--out", str(source)]

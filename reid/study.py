@@ -56,10 +56,8 @@ class Study:
     max_len: int | None = None              # shorter tracklets (the small setting)
 
     def data_settings(self, seed):
-        s = dict(self.data, identities=self.identities, seed=seed, difficulty=self.difficulty)
-        if self.max_len:
-            s["max_len"] = self.max_len
-        return s
+        return dict(self.data, **pipeline.data_settings(self.identities, seed,
+                                                        self.difficulty, self.max_len))
 
 
 # The setting the tests use: two seeds, a few iterations on a handful of identities.

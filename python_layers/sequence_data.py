@@ -7,7 +7,9 @@
                      "seed": 1, "workers": 2}' } }
 
 Tops: data (3B*T, 3, H, W) float, frames of [anchors; positives; negatives] clip by clip,
-BGR minus the Caffe mean; label (3B,) identities. Clips come from reid.datasets.sampler
+BGR minus the Caffe mean; label (3B,) identities ("labels": "pid", default) or their class
+index 0..K-1 among the K identities of the split ("labels": "class", for the softmax
+classifier of pretraining, reid.nets.build.pretrain_net). "split": "train", "test" or "all". Clips come from reid.datasets.sampler
 (one batch per forward); worker processes decode ahead (reid.datasets.Prefetcher).
 
 The frame LMDB stores the original encoded images, so any input size can be read from it.
@@ -29,7 +31,8 @@ from reid.integrity import read_solverstate
 from reid.nets.config import NetConfig
 
 # Those of the generator's NetConfig (the paper net), for a param_str that leaves some out.
-DEFAULTS = dict(NetConfig().data_params(), source="", split_index=0)
+DEFAULTS = dict(NetConfig().data_params(), source="", split_index=0, labels="pid")
+LABELS = ("pid", "class")
 
 
 def resume_iteration():
@@ -50,19 +53,25 @@ class SequenceTripletDataLayer(caffe.Layer):
         if len(top) != 2:
             raise ValueError("SequenceTripletDataLayer gives 2 tops: data, label")
         self.dataset = open_dataset(p["source"], split=p["split_index"])
-        tracklets = [t for t in self.dataset.tracklets if t.split == p["split"]]
+        if p["labels"] not in LABELS:
+            raise ValueError("SequenceTripletDataLayer: labels must be one of %s, got %r"
+                             % (LABELS, p["labels"]))
+        tracklets = [t for t in self.dataset.tracklets if p["split"] in ("all", t.split)]
         if self.dataset.splits:        # say whose data this is (one line in train.log)
             print("SequenceTripletDataLayer: split %d of %s, %s identities: %s" % (
                 p["split_index"], p["source"], p["split"],
                 " ".join(map(str, sorted({t.pid for t in tracklets})))), flush=True)
         self.sampler = TripletSampler(tracklets, p["batch_triplets"], p["seq_len"], p["seed"],
                                       p["mirror"])
+        self.label_of = ({pid: pid for pid in self.sampler.pids} if p["labels"] == "pid" else
+                         {pid: k for k, pid in enumerate(self.sampler.pids)})
         if self.sampler.single:
             print("SequenceTripletDataLayer: %d identities of %s have one tracklet; they serve "
                   "as negatives only" % (len(self.sampler.single), p["source"]), flush=True)
         self.meta = deque()
         self.prefetcher = None
-        self.stream = self._stream(resume_iteration())
+        self.stream = None      # started by the first forward: a net only built (e.g. to
+        #                         save its initial weights) starts no worker processes
 
     def _stream(self, first_batch):
         """Decoded clips in batch order; the metadata of each batch is queued alongside."""
@@ -85,10 +94,12 @@ class SequenceTripletDataLayer(caffe.Layer):
         top[1].reshape(n)
 
     def forward(self, bottom, top):
+        if self.stream is None:
+            self.stream = self._stream(resume_iteration())
         clips = [next(self.stream) for _ in range(3 * self.p["batch_triplets"])]
         batch = self.meta.popleft()
         top[0].data[...] = to_blob(np.stack(clips), self.p["mean"], [m.mirror for m in batch])
-        top[1].data[...] = [m.pid for m in batch]
+        top[1].data[...] = [self.label_of[m.pid] for m in batch]
 
     def backward(self, top, propagate_down, bottom):
         pass

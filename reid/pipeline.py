@@ -112,17 +112,16 @@ def add_study_options(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def data_settings(identities, seed, difficulty, degrade_prob=None, tiny=False):
-    """The generator settings of the synthetic MARS (what its reuse stamp records)."""
+# ---- data ---------------------------------------------------------------------------------
+def data_settings(identities, seed, difficulty, max_len=None):
+    """The generator settings of a synthetic MARS (what its reuse stamp records); a study
+    adds its phenomena switches (reid.study.Study.data_settings)."""
     settings = {"identities": identities, "seed": seed, "difficulty": difficulty}
-    if degrade_prob is not None:
-        settings["degrade_prob"] = degrade_prob
-    if tiny:
-        settings["max_len"] = TINY["max_len"]
+    if max_len:
+        settings["max_len"] = max_len
     return settings
 
 
-# ---- data ---------------------------------------------------------------------------------
 def synthetic_argv(source, settings, layout="mars"):
     """data_prep/make_synthetic.py arguments for the generation settings."""
     argv = ["--layout", layout, "--out", str(source)]
@@ -298,44 +297,6 @@ def study_meta(dataset, scored, degraded, cfg, **meta):
     return dict(meta, feature_spread=diagnostics.feature_spread(scored),
                 attention_on_degraded=diagnostics.attention_on_degraded(
                     dataset, scored, degraded, cfg.seq_len))
-
-
-def run_variant(variant, prepared, source, vdir, s, a, progress):
-    """Nets, training and scoring of one variant into vdir (Table 2 study); returns its run
-    dict (reused from results.json when that exists for the same settings). s: sizes();
-    a: the study's options (seed, lr, difficulty, degrade_prob, k, resume)."""
-    from reid.datasets.synthetic import degraded_frames
-    from reid.evaluation import report
-    label = VARIANTS[variant].label
-    meta_want = {"identities": s["identities"], "seed": a.seed, "iterations": s["iters"],
-                 "batch_triplets": s["batch_triplets"], "base_lr": a.lr,
-                 "difficulty": a.difficulty, "degrade_prob": a.degrade_prob}
-    done = Path(vdir) / "results.json"
-    if done.is_file():
-        run = report.load_json(done)[0]
-        if {k: run["meta"].get(k) for k in meta_want} == meta_want:
-            print("\n== %s: reusing %s" % (label, rel(done)), flush=True)
-            return run
-    print("\n== %s" % label, flush=True)
-    steps = Steps(("nets", "train", "evaluate"))
-    cfg = net_config(prepared, variant, a.seed, s["batch_triplets"])
-    run_dir = Path(vdir) / "run"
-    nets = write_run_nets(cfg, run_dir, s["iters"], a.lr, steps, a.overwrite)
-    t0 = time.time()
-    weights, log, trained = train_run(nets, run_dir, s["iters"], steps, a.resume, progress)
-    train_s = time.time() - t0
-    steps.start("evaluate", "official kit + common variant")
-    dataset, scored = score(prepared, cfg, nets, weights, a.k, progress=progress)
-    degraded = degraded_frames(source)
-    meta = study_meta(dataset, scored, degraded, cfg, **dict(
-        meta_want, weights=rel(weights), train_seconds=round(train_s, 1) if trained else None,
-        last_losses={k: v[-3:] for k, v in log.outputs.items()}))
-    title = "%s (small net), synthetic MARS: %d identities, %d iterations, seed %d" % (
-        label, s["identities"], s["iters"], a.seed)
-    run, _ = write_outputs(vdir, scored, dataset, log, cfg, meta, degraded, title)
-    dataset.close()
-    steps.done()
-    return run
 
 
 def open_output(out, tool, fresh=False, overwrite=False):

@@ -209,11 +209,11 @@ def train_logs(run_dir):
 
 def train_or_resume(run_dir, solver, iters, resume=False, progress=True, note=print,
                     weights=None):
-    """Train the run folder's solver to `iters`, from the caffemodel `weights` (e.g. a MARS
-    model to fine-tune): a finished run is reused, an interrupted one continues from its
-    last snapshot with `resume` (else starts over). note(text) says what happens, and warns
-    when F collapsed (collapse_warning). Returns (weights, TrainLog of every part, whether
-    training ran)."""
+    """Train the run folder's solver to `iters`, from the caffemodel `weights` (`caffe train
+    -weights`: the pretrained trunk of reid.pretrain, or a MARS model to fine-tune): a
+    finished run is reused, an interrupted one continues from its last snapshot with
+    `resume` (else starts over). note(text) says what happens, and warns when F collapsed
+    (collapse_warning). Returns (weights, TrainLog of every part, whether training ran)."""
     run_dir = str(run_dir)
     final = snapshots(run_dir, "caffemodel").get(iters)
     if final:
@@ -273,7 +273,7 @@ def default_log(solver):
 
 
 def triplet_margin(solver, default=0.3):
-    """The triplet loss margin of a solver's train net (its param_str; DESIGN.md 1.3)."""
+    """The triplet loss margin of a solver's train net (its param_str; docs/DESIGN.md §1.3)."""
     m = NET_RE.search(open(solver).read())
     if not (m and os.path.isfile(m.group(1))):     # paths are relative to where caffe runs
         return default

@@ -116,9 +116,8 @@ def prepare(plan, steps):
         return out
     out = {}
     for d in DATASETS:
-        settings = pipeline.data_settings(plan.identities, plan.seed, plan.difficulty)
-        if plan.max_len:
-            settings["max_len"] = plan.max_len
+        settings = pipeline.data_settings(plan.identities, plan.seed, plan.difficulty,
+                                          plan.max_len)
         out[d] = pipeline.prepare_data(plan.out / "data" / d, settings, steps,
                                        progress=plan.progress, layout=d)
     return out

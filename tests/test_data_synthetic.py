@@ -199,3 +199,82 @@ def test_difficulty_makes_colour_matching_harder(tmp_path):
     (easy, _), _ = _baselines(tmp_path / 'e', identities=40, seed=1, difficulty=0.0)
     (hard, chance), _ = _baselines(tmp_path / 'h', identities=40, seed=1, difficulty=1.0)
     assert easy > hard + 0.3, (easy, hard)
+
+
+# ---- switchable phenomena -------------------------------------------------------------------
+PHEN = dict(layout='mars', identities=8, min_len=8, max_len=10, height=64, width=32, seed=7,
+            degrade_prob=0.4)
+
+
+def _frame_bytes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*.jpg'))}
+
+
+def _kinds(meta):
+    return {d for r in meta['tracklets'] for d in r['degraded'].values()}
+
+
+@pytest.mark.parametrize('kind', ['person_occlusion', 'background_occlusion', 'detector_miss'])
+def test_each_corruption_is_written_and_off_when_switched_off(tmp_path, kind):
+    on = generate(tmp_path / 'on', corruptions=kind, **PHEN)
+    off = generate(tmp_path / 'off', corruptions='', **PHEN)
+    assert _kinds(on) == {kind} and _kinds(off) == set()
+    a, b = _frame_bytes(tmp_path / 'on'), _frame_bytes(tmp_path / 'off')
+    assert a.keys() == b.keys()
+    changed = {f for f in a if a[f] != b[f]}
+    corrupted = {f for r in on['tracklets'] for f, n in zip(r['files'], r['frames'])
+                 if str(n) in r['degraded']}
+    # exactly the corrupted frames differ: switching corruptions touches nothing else
+    assert changed == corrupted and corrupted
+
+
+def test_detector_misses_take_the_person_out_of_the_box(tmp_path):
+    """A missed frame differs from the same frame without the miss where the person's torso
+    is (the centre of the box), far more than a clean frame's noise."""
+    meta = generate(tmp_path / 'on', corruptions='detector_miss', **PHEN)
+    generate(tmp_path / 'off', corruptions='', **PHEN)
+    missed = []
+    for r in meta['tracklets']:
+        for f, n in zip(r['files'], r['frames']):
+            if str(n) in r['degraded']:
+                a = cv2.imread(str(tmp_path / 'on' / f)).astype(np.float32)
+                b = cv2.imread(str(tmp_path / 'off' / f)).astype(np.float32)
+                missed.append(np.abs(a - b)[20:40, 12:20].mean())
+    assert len(missed) > 5 and np.median(missed) > 20
+
+
+@pytest.mark.parametrize('switch,value', [('camera_misalignment', 0.2), ('pose_change', 1),
+                                          ('local_cues', 0)])
+def test_srm_and_identity_switches_change_frames_and_nothing_else(tmp_path, switch, value):
+    base = dict(PHEN, corruptions='')
+    default = {'camera_misalignment': 0.0, 'pose_change': 0, 'local_cues': 1}[switch]
+    on = generate(tmp_path / 'on', **{switch: value}, **base)
+    off = generate(tmp_path / 'off', **{switch: default}, **base)
+    a, b = _frame_bytes(tmp_path / 'on'), _frame_bytes(tmp_path / 'off')
+    assert a.keys() == b.keys() and a != b
+    assert on['cameras'] == off['cameras']         # same cameras, drawn whatever the switch
+    assert [r['frames'] for r in on['tracklets']] == [r['frames'] for r in off['tracklets']]
+    if switch == 'local_cues':
+        ids = off['identities']
+        assert any(i['bag'] or i['upper_pattern'] == 'logo' for i in ids)
+        assert not any(i['bag'] or i['upper_pattern'] == 'logo' for i in on['identities'])
+        assert {tuple(i['shoes']) for i in on['identities']} == {(35, 35, 35)}
+
+
+def test_misaligned_cameras_place_people_differently(tmp_path):
+    """With camera_misalignment the person's vertical extent differs between cameras more
+    than without it (a mask of non-background rows, median over a tracklet)."""
+    def spread(folder, meta):
+        tops = {}
+        for r in meta['tracklets']:
+            if r['kind'] != 'person':
+                continue
+            x = _frames(folder, r)
+            col = np.abs(np.diff(x.mean(2), axis=0)).mean(axis=(0, 2))   # motion per row
+            rows = np.flatnonzero(col > col.max() * 0.3)
+            tops.setdefault(r['cam'], []).append(rows.max() if rows.size else 0)
+        return np.std([np.median(v) for v in tops.values()])
+    base = dict(PHEN, corruptions='', identities=10)
+    on = generate(tmp_path / 'on', camera_misalignment=0.25, **base)
+    off = generate(tmp_path / 'off', **base)
+    assert spread(tmp_path / 'on', on) > spread(tmp_path / 'off', off)

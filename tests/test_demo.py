@@ -24,7 +24,8 @@ TINY_ITERS = 6
 OUTPUTS = ("results.txt", "results.csv", "results.json", "cmc.png", "ranked_list.png",
            "attention.png", "losses.png", "summary.json", "run/train.log", "run/solver.prototxt",
            "run/snapshots/snap_iter_%d.caffemodel" % TINY_ITERS, "data/mars/index.json",
-           "data/source/synthetic_meta.json")
+           "data/source/synthetic_meta.json", "run/start.caffemodel",
+           "pretrain/seed1/run/snapshots/snap_iter_4.caffemodel")
 
 
 def run_tool(*args):
@@ -116,21 +117,31 @@ def test_train_tool_writes_log_and_loss_plot(demo, tmp_path):
     assert cv2.imread(str(tmp_path / "logs" / "train_losses.png")) is not None
 
 
-def test_table2_two_variants(demo, tmp_path):
+def test_table2_small_setting_two_variants_over_seeds(demo, tmp_path):
+    """tools/table2.py --tiny: the study's small setting (two seeds, pretraining, every
+    output), mean and std over the seeds in the table, runs reused on a second call."""
     out = tmp_path / "t2"
-    stdout = run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out,
-                      "--variants", "cnn,all")
+    run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out, "--variants", "cnn,all")
     parsed = report.parse_table((out / "table2.txt").read_text())
     assert list(parsed) == ["CNN", "ALL"]
     runs = report.load_json(out / "table2.json")
     for run in runs:
         res = run["results"][0]
-        assert parsed[run["name"]][report.group_title(res)][0] == f"{100 * res['ranks']['1']:.1f}"
+        per_seed = [report.load_json(out / "main" / ("seed%d" % s) / v / "results.json")[0]
+                    for s in (1, 2) for v in ("cnn", "all")
+                    if report.load_json(out / "main" / ("seed%d" % s) / v /
+                                        "results.json")[0]["name"] == run["name"]]
+        r1 = [p["results"][0]["ranks"]["1"] for p in per_seed]
+        assert res["seeds"] == 2 and res["ranks"]["1"] == pytest.approx(sum(r1) / 2)
+        assert parsed[run["name"]][report.group_title(res)][0] == "%.1f±%.1f" % (
+            100 * res["ranks"]["1"], 100 * res["ranks_std"]["1"])
     for name in ("table2_cmc.png", "table2_cmc_common.png", "table2_diagnostics.txt",
-                 "cnn/results.json", "all/attention.png"):
+                 "main/seed1/cnn/results.json", "main/seed2/all/attention.png",
+                 "main/seed1/all/losses.png", "pretrain/seed2/run/train.log"):
         assert (out / name).is_file(), name
-    assert "attention" not in os.listdir(out / "cnn")
+    diag = (out / "table2_diagnostics.txt").read_text()
+    assert diag.count("ALL ") == 2 and "->" in diag          # saturation start -> end
     again = run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out,
                      "--variants", "cnn,all")
-    assert again.count("reusing") >= 3          # data, prep and both variants
+    assert again.count(": reusing") >= 4          # both variants on both seeds
     assert (out / "table2.txt").read_text() in again

@@ -86,7 +86,8 @@ def check_images(paths, kinds):
 
 
 def brute_force_eq2(data, nets, weights):
-    """Every (query, test) pair scored with S = 1/(1+d) + M and sorted; both MARS protocols."""
+    """Every (query, test) pair scored with S = 1/(1+d) + M and sorted, M of two tracklets the
+    mean over their aligned chunk pairs; both MARS protocols."""
     from reid.evaluation.features import FeatureExtractor, MetricScorer
     with open_dataset(data) as ds:
         test, queries = ds.gallery_idx, ds.query_idx
@@ -98,7 +99,13 @@ def brute_force_eq2(data, nets, weights):
         d = np.linalg.norm(F[q][:, None] - F[None], axis=2)
         qi, gi = np.meshgrid(np.arange(q.size), np.arange(test.size), indexing="ij")
         scorer = MetricScorer(nets["deploy_metric"], str(weights))
-        M = scorer(feats["pool5"][q][qi.ravel()], feats["pool5"][gi.ravel()]).reshape(d.shape)
+        chunks, off = feats["pool5_chunks"], feats["chunk_offsets"]
+        M = np.zeros(d.shape)          # M averaged over aligned chunk pairs, pair by pair
+        for i, j in zip(qi.ravel(), gi.ravel()):
+            a = chunks[off[q[i]]:off[q[i] + 1]]
+            b = chunks[off[j]:off[j + 1]]
+            n = max(len(a), len(b))
+            M[i, j] = np.mean(scorer(a[np.arange(n) % len(a)], b[np.arange(n) % len(b)]))
         S = 1.0 / (1.0 + d) + M
         order = np.argsort(-S, axis=1, kind="stable")
         return P.evaluate_mars(rerank.Ranking(order, test.size, "joint", 1.0), ds.pids[test],
@@ -258,13 +265,17 @@ class FakeExtractor:
         F = np.zeros((tids.size, pids.max() + 1))
         F[np.arange(tids.size), pids] = 1.0
         F[:, 0] = self.noise * cams
-        return {"F": F, "pool5": pids.reshape(-1, 1, 1, 1, 1).astype(float)}
+        pool5 = pids.reshape(-1, 1, 1, 1, 1).astype(float)
+        return {"F": F, "pool5": pool5, "pool5_chunks": pool5,
+                "chunk_offsets": np.arange(tids.size + 1),
+                "chunk_starts": np.zeros(tids.size, np.int64)}
 
 
 class FakeScorer:
     """M = 1 for the same person, else 0 (what a perfect SRM would say)."""
 
-    def metric_fn(self, qa, ga):
+    def chunk_metric_fn(self, feats, q_rows, g_rows):
+        qa, ga = feats["pool5"][np.asarray(q_rows)], feats["pool5"][np.asarray(g_rows)]
         return lambda qi, gi: (qa[np.asarray(qi)] == ga[np.asarray(gi)]).reshape(-1) * 1.0
 
 
@@ -343,7 +354,7 @@ def test_feature_file_is_reused_across_k_and_lambda(runs, tiny_mars, tmp_path, m
         assert report.load_json(first["json"])[0]["meta"]["k"] == 3
         # plain h5py: the documented datasets and identity attributes
         with h5py.File(h5, "r") as f, h5py.File(fresh_h5, "r") as g:
-            assert f.attrs["format"] == "reid-features" and f.attrs["version"] == 1
+            assert f.attrs["format"] == "reid-features" and f.attrs["version"] == 2
             assert f.attrs["weights_sha256"] == file_sha256(w)
             assert f.attrs["net_sha256.deploy_features"] == file_sha256(nets["deploy_features"])
             assert f.attrs["dataset_index_sha256"] == file_sha256(Path(tiny_mars) / "index.json")
@@ -352,11 +363,23 @@ def test_feature_file_is_reused_across_k_and_lambda(runs, tiny_mars, tmp_path, m
             assert f["tracklets/pid"][()].tolist() == ds.pids[test].tolist()
             assert f["tracklets/camera"][()].tolist() == ds.cams[test].tolist()
             n, T = test.size, f["attention"].shape[-1]
-            assert f["F"].shape[0] == n and f["pool5"].shape[:2] == (n, T)
+            starts = [features_module.chunk_starts(ds.tracklets[t].num_frames, T)
+                      for t in test]
+            m = sum(map(len, starts))                    # every chunk F averages, in order
+            assert m > n and f["F"].shape[0] == n and f["pool5"].shape[:2] == (m, T)
             assert f["attention"].shape == (n, T, T)
-            assert f["pool5_row"][()].tolist() == list(range(n))
-            for key in ("F", "pool5", "attention"):
+            assert f["pool5_row"][()].tolist() == [i for i, x in enumerate(starts) for _ in x]
+            assert f["pool5_start"][()].tolist() == [s for x in starts for s in x]
+            for key in ("F", "pool5", "pool5_row", "pool5_start", "attention"):
                 np.testing.assert_array_equal(f[key][()], g[key][()])
+        # read back, the file is what the extractor returns, key for key (tracklets reordered)
+        direct = features_module.FeatureExtractor(nets["deploy_features"], str(w)).extract(
+            ds, test[::-1], progress=False)
+        stored = StoredFeatures(h5, w, {"deploy_features": nets["deploy_features"]},
+                                None).extract(ds, test[::-1])
+        assert set(stored) == set(direct)
+        for key, v in direct.items():
+            np.testing.assert_allclose(stored[key], v, rtol=0, atol=1e-6, err_msg=key)
 
 
 def perturbed_copy(weights, path):

@@ -76,12 +76,37 @@ def test_rescore_equals_rerank():
     np.testing.assert_allclose(s_k, 1 / (1 + d_k) + 0.7 * m_k, rtol=0, atol=1e-12)
 
 
-def write_store(tmp, name, tids, F, pids, roles, ident):
+def chunks_of(F, pool5_chunks, per_tracklet):
+    """FeatureExtractor.extract-like output: ``per_tracklet`` chunks each, starts 0, 6, ..."""
+    n = len(F)
+    return {"F": F, "pool5_chunks": pool5_chunks,
+            "chunk_offsets": np.arange(n + 1) * per_tracklet,
+            "chunk_starts": np.tile(np.arange(per_tracklet) * 6, n)}
+
+
+def write_store(tmp, name, tids, F, pids, roles, ident, pool5_chunks=None):
     trk = [SimpleNamespace(pid=int(p), cam=1 + i % 2, num_frames=6, role=r)
            for i, (p, r) in enumerate(zip(pids, roles))]
     ds = SimpleNamespace(name="toy", tracklets={int(t): x for t, x in zip(tids, trk)})
-    pool5 = np.zeros((len(tids), 1, 2, 1, 1), np.float32)
-    return FeatureStore.write(tmp / name, ds, tids, {"F": F, "pool5": pool5}, ident)
+    if pool5_chunks is None:
+        pool5_chunks = np.zeros((len(tids), 1, 2, 1, 1), np.float32)
+    return FeatureStore.write(tmp / name, ds, tids,
+                              chunks_of(F, pool5_chunks, len(pool5_chunks) // len(tids)), ident)
+
+
+def test_gallery_pool5_is_each_tracklets_first_chunk(tmp_path):
+    """Re-scoring reads the first chunk's pool5 of each candidate, across gallery files."""
+    ident = Identity(weights="w" * 64, nets={"deploy_features": "f" * 64}, dataset="d" * 64)
+    vol = np.arange(10 * 3, dtype=np.float32).reshape(30, 1, 1, 1, 1)   # 3 chunks each
+    a = write_store(tmp_path, "a.h5", np.arange(6), np.eye(10)[:6], np.arange(6), [""] * 6,
+                    ident, vol[:18])
+    b = write_store(tmp_path, "b.h5", np.arange(6, 10), np.eye(10)[6:], np.arange(4),
+                    [""] * 4, ident, vol[18:])
+    gallery = S.Gallery([FeatureStore.open(p, arrays=("F",)) for p in (a, b)])
+    np.testing.assert_array_equal(gallery.pool5([1, 5, 6, 9]).ravel(), [3, 15, 18, 27])
+    loaded = FeatureStore.open(b)
+    np.testing.assert_array_equal(loaded.features["pool5"].ravel(), [18, 21, 24, 27])
+    np.testing.assert_array_equal(loaded.first_pool5([3, 0]).ravel(), [27, 18])
 
 
 def test_run_over_two_gallery_files(tmp_path):
@@ -135,7 +160,7 @@ def test_ranked_list_figure_from_dataset_frames(tiny_mars, tmp_path):
         test = ds.gallery_idx
         F = np.eye(ds.pids.max() + 2)[ds.pids[test]]
         h5 = FeatureStore.write(tmp_path / "g.h5", ds, test,
-                                {"F": F, "pool5": np.zeros((test.size, 1, 1, 1, 1))}, ident)
+                                chunks_of(F, np.zeros((test.size, 1, 1, 1, 1)), 1), ident)
         paths = S.run([h5], h5, tmp_path / "out", k=10, dataset=ds, figure_queries=2,
                       progress=False)
         res = json.loads(paths["json"].read_text())

@@ -118,3 +118,21 @@ def test_sampler_triplets_and_identities_with_one_tracklet():
     assert s.batch(7) == s.batch(7)            # batch k depends on (seed, k) only
     with pytest.raises(ValueError, match="one tracklet"):
         TripletSampler([_T(0, 1, 1), _T(1, 2, 1), _T(2, 3, 1)], 2)
+
+
+def test_mirroring_is_shared_by_every_clip_of_a_batch():
+    """The SRM compares two clips location by location and a mined negative may be any clip of
+    the batch, so a batch is mirrored as a whole or not at all; both happen; mirror=False
+    never flips and leaves the clips drawn unchanged."""
+    tracklets = [_T(i, 1 + i // 2, 1 + i % 2) for i in range(12)]
+    on = TripletSampler(tracklets, batch_triplets=4, seq_len=6, seed=3)
+    off = TripletSampler(tracklets, batch_triplets=4, seq_len=6, seed=3, mirror=False)
+    flips = []
+    for k in range(40):
+        batch = on.batch(k)
+        assert len({c.mirror for c in batch}) == 1, k
+        flips.append(batch[0].mirror)
+        plain = off.batch(k)
+        assert not any(c.mirror for c in plain)
+        assert [(c.tid, c.start) for c in plain] == [(c.tid, c.start) for c in batch]
+    assert 5 < sum(flips) < 35

@@ -7,12 +7,18 @@
 Steps, each printing the stand-alone command that does the same thing:
 
   1 generate  a synthetic MARS-layout dataset    data_prep/make_synthetic.py --layout mars
+              (every phenomenon of reid.study on: corruptions, misalignment, pose, cues)
   2 prep      its frame LMDB + tracklet index    data_prep/prep_mars.py SRC OUT
-  3 nets      the small ALL net (TAM + SRM)      reid.run.write_nets
-  4 train     `bin/caffe train -solver ...`      tools/train.py SOLVER (or bin/caffe train)
-  5 evaluate  MARS official kit + common variant, eq. 2 re-scoring; results.txt/.csv/.json,
+  3 pretrain  the trunk as an identity classifier on a disjoint pool (reid.pretrain), the
+              stand-in for ImageNet CaffeNet
+  4 nets      the small ALL net (TAM + SRM)      reid.run.write_nets
+  5 train     `bin/caffe train -solver ... -weights PRETRAINED`
+                                                 tools/train.py SOLVER --weights PRETRAINED
+  6 evaluate  MARS official kit + common variant, eq. 2 re-scoring; results.txt/.csv/.json,
               cmc.png (Fig. 9), ranked_list.png (Fig. 10), attention.png (Fig. 1),
               losses.png                         tools/evaluate.py --dataset ... --run ...
+              and whether the metric branch learned (final metric loss against ln 2, the
+              SRM's AUC over all test pairs)
 
 Everything goes into --out. Re-running reuses what is already there and was made with the
 same settings (data, prepared LMDB, finished training); --resume continues an interrupted
@@ -32,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GLOG_minloglevel", "2")   # Caffe's per-layer set-up log
 
 from reid import pipeline as P  # noqa: E402
+from reid import study as S  # noqa: E402
 
-STEPS = ("generate", "prep", "nets", "train", "evaluate")
+STEPS = ("generate", "prep", "pretrain", "nets", "train", "evaluate")
 
 
 def parse_args(argv=None):
@@ -46,28 +53,51 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def study_of(a, s):
+    """The demo as a one-seed, one-variant reid.study.Study (its data and pretraining)."""
+    from dataclasses import replace
+    base = S.SMALL_STUDY if a.tiny else S.Study()
+    return replace(base, seeds=(a.seed,), variants=("all",), identities=s["identities"],
+                   iters=s["iters"], batch_triplets=s["batch_triplets"], lr=a.lr,
+                   difficulty=a.difficulty)
+
+
 def train(a, s, out, steps, progress):
-    """Steps 1-4; returns (prepared, cfg, nets, weights, log), or None after --until."""
-    settings = P.data_settings(s["identities"], a.seed, a.difficulty, a.degrade_prob, a.tiny)
-    prepared = P.prepare_data(out / "data", settings, steps, progress, overwrite=a.overwrite)
+    """Steps 1-5; returns (prepared, cfg, nets, start, weights, log), or None after --until."""
+    from reid.pretrain import start_weights
+    study = study_of(a, s)
+    settings = study.data_settings(a.seed)
+    if a.degrade_prob is not None:
+        settings["degrade_prob"] = a.degrade_prob
+    prepared = P.prepare_data(out / "data", settings, steps, progress=progress,
+                              overwrite=a.overwrite)
     if a.until in ("generate", "prep"):
+        return None
+    steps.start("pretrain", "trunk + softmax over %d disjoint identities, %d iterations "
+                "(reid.pretrain)" % (study.pretrain_identities, study.pretrain_iters))
+    pretrained = S.pretrain_seed(out, study, a.seed)
+    steps.note("pretrained trunk: %s" % P.rel(pretrained))
+    if a.until == "pretrain":
         return None
     cfg = P.net_config(prepared, "all", a.seed, s["batch_triplets"])
     nets = P.write_run_nets(cfg, out / "run", s["iters"], a.lr, steps, a.overwrite)
+    start = start_weights(nets["train_val"], a.seed, str(out / "run" / "start.caffemodel"),
+                          pretrained)
     if a.until == "nets":
         return None
-    weights, log, _ = P.train_run(nets, out / "run", s["iters"], steps, a.resume, progress)
+    weights, log, _ = P.train_run(nets, out / "run", s["iters"], steps, a.resume, progress,
+                                  weights=pretrained)
     if log.outputs:
         from reid.evaluation.plots import plot_losses
         plot_losses(log, out / "losses.png", title="ALL training losses")
-    return None if a.until == "train" else (prepared, cfg, nets, weights, log)
+    return None if a.until == "train" else (prepared, cfg, nets, start, weights, log)
 
 
 def evaluate(a, s, out, trained, steps, progress):
-    """Step 5; returns (paths, chance, TAM weights on degraded frames)."""
+    """Step 6; returns (paths, chance, run meta)."""
     from reid.datasets.synthetic import degraded_frames
     from reid.evaluation.diagnostics import chance_rank1
-    prepared, cfg, nets, weights, log = trained
+    prepared, cfg, nets, start, weights, log = trained
     steps.start("evaluate", "MARS official kit + common variant (eq. 2, top k = %d)" % a.k,
                 "bin/python tools/evaluate.py --dataset %s --run %s --weights %s"
                 % (P.rel(prepared), P.rel(out / "run"), P.rel(weights)))
@@ -77,14 +107,15 @@ def evaluate(a, s, out, trained, steps, progress):
     meta = P.study_meta(dataset, scored, degraded, cfg, identities=s["identities"],
                         seed=a.seed, iterations=s["iters"], batch_triplets=s["batch_triplets"],
                         base_lr=a.lr, difficulty=a.difficulty, weights=P.rel(weights),
-                        chance=chance)
+                        chance=chance, **S.learning_diagnostics(dataset, scored, cfg, nets,
+                                                                start, weights, log))
     title = "ALL (small net), synthetic MARS: %d identities, %d iterations, seed %d" % (
         s["identities"], s["iters"], a.seed)
     _, paths = P.write_outputs(out, scored, dataset, None, cfg, meta, degraded, title)
     if log.outputs:
         paths["losses"] = out / "losses.png"
     dataset.close()
-    return paths, chance, meta["attention_on_degraded"]
+    return paths, chance, meta
 
 
 def main(argv=None):
@@ -101,7 +132,7 @@ def main(argv=None):
         if trained is None:
             steps.done()
             return 0
-        paths, chance, att = evaluate(a, s, out, trained, steps, progress)
+        paths, chance, meta = evaluate(a, s, out, trained, steps, progress)
         total = steps.done()
     except P.PipelineError as e:
         steps.done()
@@ -115,10 +146,12 @@ def main(argv=None):
           "%d queries, gallery of %d tracklets."
           % (100 * chance["random_rankings"], chance["test_identities"],
              100 * chance["one_over_test_ids"], chance["queries"], chance["gallery"]))
+    att = meta["attention_on_degraded"]
     if att and att.get("tracklets"):
-        print("TAM: over %d test tracklets with degraded frames, a degraded frame gets %.2f x "
+        print("TAM: over %d test tracklets with corrupted frames, a corrupted frame gets %.2f x "
               "and a clean one %.2f x the uniform weight 1/T."
               % (att["tracklets"], att["degraded_x_T"], att["clean_x_T"]))
+    print(S.metric_summary(meta))
     print("\nFinished in %s. Outputs in %s:" % (P.duration(total), P.rel(out)))
     for kind, path in sorted(paths.items()):
         print("  %-12s %s" % (kind, P.rel(path)))

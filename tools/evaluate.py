@@ -21,11 +21,12 @@ gallery); -k 0 scores every pair. Protocols: MARS official kit and common varian
 and PRID2011 probe cam1/cam_a against gallery cam2/cam_b over each split's test persons,
 mean and std over the splits.
 
-Feature files (reid/evaluation/feature_store.py): F, the pool5 the SRM re-scores and the TAM
-weights are written once per (weights, nets, dataset[, split]) to --features, by default
-WEIGHTS_DIR/features/<weights name>.<dataset>[.first-t][.split{split}].h5, and read back by
-every later evaluation (another -k, --lam, --out) instead of extracting again; a file from
-other weights, nets, data or chunk mode is refused, --re-extract overwrites it.
+Feature files (reid/evaluation/feature_store.py): F, the pool5 of every chunk the SRM
+re-scores and the TAM weights are written once per (weights, nets, dataset[, split]) to
+--features, by default WEIGHTS_DIR/features/<weights name>.<dataset>[.first-t][.split{split}].h5,
+and read back by every later evaluation (another -k, --lam, --out) instead of extracting
+again; a file from other weights, nets, data or chunk mode (--first-t) is refused,
+--re-extract overwrites it (also a file of an older format version).
 
 Writes to --out (default: eval_<dataset>_<weights name> beside the weights, or beside the
 split folders of "{split}" weights): results.txt (Table-2/3-shaped), results.csv,

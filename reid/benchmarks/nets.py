@@ -36,7 +36,7 @@ def data_layer_rate(cfg, batches=20):
     import json
     n = NetSpec()
     n.data, n.label = python("python_layers.sequence_data", "SequenceTripletDataLayer", [],
-                             ntop=2, param_str=json.dumps(build.data_layer_params(cfg)))
+                             ntop=2, param_str=json.dumps(cfg.data_params()))
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(str(n.to_proto()))
     net = caffe.Net(f.name, caffe.TRAIN)

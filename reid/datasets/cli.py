@@ -86,7 +86,7 @@ def synthetic_main(argv=None) -> int:
     for f in fields(SyntheticConfig):
         if f.name in skip:
             continue
-        typ = float if 'float' in str(f.type) else int
+        typ = float if 'float' in str(f.type) else str if 'str' in str(f.type) else int
         ap.add_argument('--' + f.name.replace('_', '-'), type=typ, default=None,
                         help=f'default {f.default}'
                         + (' (per layout)' if f.default is None else ''))

@@ -3,8 +3,10 @@
 A batch holds B triplets of clips. Anchor: a random tracklet of a random identity; positive:
 another tracklet of that identity, from another camera where one exists; negative: a tracklet
 of another identity (the candidate pool for in-batch hard-negative mining). Each clip is T
-consecutive frames at a random start (tracklets shorter than T loop), mirrored as a whole
-with probability 1/2.
+consecutive frames at a random start (tracklets shorter than T loop). Mirroring is drawn
+once per batch (probability 1/2) and applies to every clip of it: the SRM compares two clips
+location by location, and a mined negative may be any clip of the batch, so only a flip
+shared by the whole batch keeps both clips of every pair the same way round.
 
 Batch k depends only on (seed, k), so a run resumed at iteration k sees exactly the batches
 an uninterrupted run would.
@@ -44,16 +46,18 @@ class TripletSampler:
     def batch(self, k):
         """Batch k: 3B clips in the order [anchors; positives; negatives]."""
         rng = np.random.default_rng([self.seed, k])
+        # its own stream, so that the clips drawn do not depend on whether mirroring is on
+        flip = bool(self.mirror and np.random.default_rng([self.seed, k, 1]).random() < 0.5)
         replace = len(self.anchor_pids) < self.B
         pids = rng.choice(self.anchor_pids, self.B, replace=replace)
         anchors, positives, negatives = [], [], []
         for pid in pids:
             a = int(rng.choice(self.by_pid[pid]))
-            anchors.append(self._clip(rng, a))
-            positives.append(self._clip(rng, self._positive(rng, a)))
+            anchors.append(self._clip(rng, a, flip))
+            positives.append(self._clip(rng, self._positive(rng, a), flip))
             other = self.pids[int(rng.integers(len(self.pids) - 1))]
             other = other if other != pid else self.pids[-1]
-            negatives.append(self._clip(rng, int(rng.choice(self.by_pid[other]))))
+            negatives.append(self._clip(rng, int(rng.choice(self.by_pid[other])), flip))
         return anchors + positives + negatives
 
     def batches(self, first=0):
@@ -68,7 +72,7 @@ class TripletSampler:
         other_cam = [t for t in same if self.tracklets[t].cam != cam]
         return int(rng.choice(other_cam or same))
 
-    def _clip(self, rng, tid):
+    def _clip(self, rng, tid, flip):
         t = self.tracklets[tid]
         start = int(rng.integers(max(1, t.num_frames - self.T + 1)))
-        return Clip(tid, t.pid, start, bool(self.mirror and rng.random() < 0.5))
+        return Clip(tid, t.pid, start, flip)

@@ -17,6 +17,23 @@ What makes it a re-id problem rather than a colour-matching one:
 - sequences show walking (legs and arms swing, the body bobs) and detector jitter;
 - some frames are occluded, motion-blurred, noisy, dark or badly cropped: the frames the
   temporal attention of the paper (section 3.2) should learn to down-weight;
+
+Switchable phenomena (SyntheticConfig; each is recorded in synthetic_meta.json, and switching
+one off leaves every other draw of the dataset as it was, so that two datasets differ only
+in it):
+- for the TAM (paper 3.2), `corruptions`: which frame corruptions occur (comma-separated
+  CORRUPTIONS, '' for none): besides occlusion by an object, blur, noise, dark and badly
+  cropped frames, occlusion by another person walking past in front ('person_occlusion'),
+  by the scene ('background_occlusion': a pillar or wall of the camera's own background) and
+  detector misses ('detector_miss': the box holds scene and at most a sliver of the person);
+  their share of frames is `degrade_prob`;
+- for the SRM (paper 3.3), `camera_misalignment` (0 = off): each camera places people
+  differently in its boxes (vertical and horizontal offset, scale), so the same body part
+  falls on different pool5 cells in different cameras; `pose_change` (0/1): each camera sees
+  people in its own pose (stride from standing still to long strides, arms raised or not);
+- local identity cues, `local_cues` (0/1): a bag, a logo on the upper body, coloured shoes;
+  off, nobody carries a bag or wears a logo and every shoe is dark, so only clothing colours,
+  global patterns and body shape tell people apart.
 - MARS layout: distractor (pid -1, folder 00-1: background boxes) and junk (pid 0: badly
   cropped people outside the identity set) tracklets in bbox_test.
 A mean colour histogram per tracklet is therefore well above chance but far from perfect
@@ -54,7 +71,10 @@ SKINS = [(110, 140, 200), (90, 120, 170), (60, 85, 130), (150, 175, 220)]
 HAIRS = [(20, 20, 25), (30, 50, 80), (60, 110, 160), (120, 120, 120)]
 UPPER_PATTERNS = ('plain', 'hstripes', 'vstripes', 'checks', 'logo', 'twotone', 'diagonal')
 LOWER_PATTERNS = ('plain', 'sidestripe', 'checks', 'twotone')
-DEGRADATIONS = ('occlusion', 'blur', 'noise', 'dark', 'misaligned')
+CORRUPTIONS = ('occlusion', 'blur', 'noise', 'dark', 'misaligned', 'person_occlusion',
+               'background_occlusion', 'detector_miss')
+DEGRADATIONS = CORRUPTIONS          # the name the ground truth ('degraded') uses
+DARK_SHOES = (35, 35, 35)
 LABEL_SKIN, LABEL_HAIR, LABEL_UPPER, LABEL_LOWER, LABEL_SHOES, LABEL_BAG = 1, 2, 3, 4, 5, 6
 
 
@@ -80,6 +100,13 @@ class SyntheticConfig:
     shuffle_name_lists: bool = False        # MARS: list a tracklet's frames in random order
     jpeg_quality: int = 90
     seed: int = 0
+    corruptions: str = ','.join(CORRUPTIONS)   # frame corruptions (TAM); '' = none
+    camera_misalignment: float = 0.0        # per-camera box offset/scale, x frame size (SRM)
+    pose_change: int = 0                    # 1: each camera its own pose (SRM)
+    local_cues: int = 1                     # 1: bags, logos, coloured shoes
+
+    def corruption_kinds(self) -> tuple:
+        return tuple(k.strip() for k in (self.corruptions or '').split(',') if k.strip())
 
     def resolved(self) -> 'SyntheticConfig':
         if self.layout not in LAYOUTS:
@@ -97,6 +124,9 @@ class SyntheticConfig:
             c.junk = max(1, c.identities // 3)
         if c.extra_persons is None:
             c.extra_persons = c.identities // 4
+        unknown = set(c.corruption_kinds()) - set(CORRUPTIONS)
+        if unknown:
+            raise ValueError(f"corruptions: unknown {sorted(unknown)}; known: {CORRUPTIONS}")
         if not 2 <= c.min_len <= c.max_len:
             raise ValueError("need 2 <= min_len <= max_len")
         if c.identities < 2 or (c.layout == 'ilidsvid' and c.identities % 2):
@@ -143,6 +173,8 @@ class Camera:
     side: float                # 1 = side view (full leg swing, narrow body), 0 = frontal
     facing: int                # walking direction (+1 right, -1 left)
     bg_seed: int
+    offset: tuple = (0.0, 0.0, 0.0)   # box misalignment (dx, dy, dscale) in -1..1, x strength
+    pose: tuple = (1.0, 0.0)          # (stride factor, arm raise in rad) when pose_change
     background: np.ndarray = field(repr=False, default=None)
 
 
@@ -175,6 +207,13 @@ def random_identity(rng: np.random.Generator, pid: int, difficulty: float) -> Id
         gait_period=float(rng.uniform(9, 15)), stride=float(rng.uniform(0.3, 0.5)))
 
 
+def without_local_cues(ident: Identity) -> Identity:
+    """The identity with its local cues taken away: no bag, no logo, dark shoes."""
+    from dataclasses import replace
+    return replace(ident, bag='', shoes=DARK_SHOES,
+                   upper_pattern='plain' if ident.upper_pattern == 'logo' else ident.upper_pattern)
+
+
 def random_camera(rng: np.random.Generator, cam: int, difficulty: float, h: int, w: int) -> Camera:
     d = difficulty
     cast = 1 + rng.uniform(-0.35, 0.35, 3) * d
@@ -185,6 +224,9 @@ def random_camera(rng: np.random.Generator, cam: int, difficulty: float, h: int,
                scale=float(rng.uniform(0.80, 0.92)), y_shift=float(rng.uniform(-0.03, 0.03)),
                side=float(rng.uniform(0, 1)), facing=int(rng.choice([-1, 1])),
                bg_seed=int(rng.integers(1 << 31)))
+    extra = np.random.default_rng([c.bg_seed, 1])     # drawn whatever the switches say
+    c.offset = tuple(float(v) for v in extra.uniform(-1, 1, 3))
+    c.pose = (float(extra.choice([0.0, 0.5, 1.0, 1.6])), float(extra.choice([0.0, 0.0, 1.2])))
     c.background = make_background(np.random.default_rng(c.bg_seed), h, w)
     return c
 
@@ -227,15 +269,17 @@ def _line(lab, a, b, thick, label):
     cv2.circle(lab, _p(*b), int(round(thick / 2 * _ONE)), label, -1, cv2.LINE_8, _SHIFT)
 
 
-def draw_person(lab: np.ndarray, ident: Identity, g: dict, phase: float, side: float, facing: int):
-    """Draw an identity's body parts as labels into `lab`; return the pattern frame."""
+def draw_person(lab: np.ndarray, ident: Identity, g: dict, phase: float, side: float, facing: int,
+                pose: tuple = (1.0, 0.0)):
+    """Draw an identity's body parts as labels into `lab`; return the pattern frame.
+    pose: (stride factor, arm raise in rad), (1, 0) is the identity's own walk."""
     hp, cx, feet = g['hp'], g['cx'], g['feet']
     top = feet - hp
     r = 0.062 * hp
     shoulder, hip = top + 2.2 * r + 0.02 * hp, top + 0.53 * hp
     view_w = 1 - 0.35 * side
     sw, hw = 0.12 * hp * ident.build * view_w, 0.10 * hp * ident.build * view_w
-    amp = ident.stride * (0.25 + 0.75 * side)
+    amp = ident.stride * (0.25 + 0.75 * side) * pose[0]
     legs, arms = [], []
     for k, ph in enumerate((phase, phase + math.pi)):          # k = 0 near side, 1 far side
         th = amp * math.sin(ph)
@@ -247,7 +291,7 @@ def draw_person(lab: np.ndarray, ident: Identity, g: dict, phase: float, side: f
                 knee[1] + 0.5 * leg_len * math.cos(th - bend))
         legs.append(((hx, hip), knee, foot))
         ax = cx + (1 - 2 * k) * (sw - 0.03 * hp) * (1 - 0.8 * side)
-        ta = -0.8 * th
+        ta = -0.8 * th + pose[1] * (1 if k == 0 else 0.6)
         sh = (ax, shoulder + 0.02 * hp)
         elbow = (ax + facing * 0.17 * hp * math.sin(ta), sh[1] + 0.17 * hp * math.cos(ta))
         hand = (elbow[0] + facing * 0.16 * hp * math.sin(ta + 0.3 * abs(ta)),
@@ -330,9 +374,10 @@ class Renderer:
         self.h, self.w = h, w
         self.yy, self.xx = np.mgrid[0:h, 0:w].astype(np.float32)
 
-    def person_layer(self, ident: Identity, g: dict, phase: float, side: float, facing: int):
+    def person_layer(self, ident: Identity, g: dict, phase: float, side: float, facing: int,
+                     pose: tuple = (1.0, 0.0)):
         lab = np.zeros((self.h, self.w), np.uint8)
-        fr = draw_person(lab, ident, g, phase, side, facing)
+        fr = draw_person(lab, ident, g, phase, side, facing, pose)
         u_up = (self.xx - (fr['cx'] - fr['sw'])) / (2 * fr['sw'])
         v_up = (self.yy - fr['shoulder']) / (fr['hip'] - fr['shoulder'])
         v_lo = (self.yy - fr['hip']) / (fr['feet'] - fr['hip'])
@@ -360,13 +405,16 @@ class Renderer:
         return img
 
 
-def _degradation_plan(rng, n: int, p: float) -> list[str | None]:
-    """Per frame None or a degradation type; events last 2..5 frames (occlusions pass by)."""
+def _degradation_plan(rng, n: int, p: float, kinds=CORRUPTIONS) -> list[str | None]:
+    """Per frame None or a corruption of `kinds`; events last 2..5 frames (occlusions pass
+    by). No kinds: no corruption."""
     plan: list[str | None] = [None] * n
+    if not kinds:
+        return plan
     i, p_start = 0, p / (3.5 * max(1e-6, 1 - p))
     while i < n:
         if rng.random() < p_start:
-            kind = DEGRADATIONS[rng.integers(len(DEGRADATIONS))]
+            kind = kinds[rng.integers(len(kinds))]
             for j in range(i, min(n, i + int(rng.integers(2, 6)))):
                 plan[j] = kind
             i = j + 1
@@ -376,12 +424,15 @@ def _degradation_plan(rng, n: int, p: float) -> list[str | None]:
 
 
 def render_tracklet(rnd: Renderer, rng, ident: Identity | None, cam: Camera, n: int,
-                    degrade_prob: float, kind: str = 'person') -> tuple[list[np.ndarray], list]:
-    """n frames (uint8 BGR) of ident walking in cam, and the degradation of each frame.
+                    cfg: SyntheticConfig, kind: str = 'person',
+                    crng=None) -> tuple[list[np.ndarray], list]:
+    """n frames (uint8 BGR) of ident walking in cam, and the corruption of each frame.
 
     kind 'person' (ordinary), 'junk' (a badly cropped person: MARS pid 0) or 'distractor'
-    (a box of background with at most a sliver of someone: MARS pid -1).
+    (a box of background with at most a sliver of someone: MARS pid -1). Corruptions draw
+    from crng alone (default: rng), so switching them leaves the other draws as they were.
     """
+    crng = rng if crng is None else crng
     h, w = rnd.h, rnd.w
     bgH, bgW = cam.background.shape[:2]
     x0, y0 = int(rng.integers(0, bgW - w)), int(rng.integers(0, bgH - h))
@@ -390,7 +441,12 @@ def render_tracklet(rnd: Renderer, rng, ident: Identity | None, cam: Camera, n: 
     scale = cam.scale * float(rng.uniform(0.95, 1.05))
     phase0 = float(rng.uniform(0, 2 * math.pi))
     cx0 = w / 2 + float(rng.normal(0, 0.03 * w))
-    plan = _degradation_plan(rng, n, degrade_prob) if kind == 'person' else [None] * n
+    plan = (_degradation_plan(crng, n, cfg.degrade_prob, cfg.corruption_kinds())
+            if kind == 'person' else [None] * n)
+    mis = cfg.camera_misalignment
+    cx0 += cam.offset[0] * mis * w
+    pose = cam.pose if cfg.pose_change else (1.0, 0.0)
+    passer = None
     if kind == 'junk':                   # detector boxes that cut people in half
         cx0 += float(rng.choice([-1, 1]) * rng.uniform(0.35, 0.6) * w)
         scale *= float(rng.uniform(1.0, 1.8))
@@ -402,35 +458,60 @@ def render_tracklet(rnd: Renderer, rng, ident: Identity | None, cam: Camera, n: 
         xs = int(np.clip(round(x0 + drift * t), 0, bgW - w))
         img = rnd.scene(cam, xs, y0)
         deg = plan[t]
-        if ident is not None:
-            hp = scale * h * ident.stature
-            feet = h * (0.5 + scale / 2) + cam.y_shift * h
+        jitter = float(rng.normal(0, 0.01 * w)) if ident is not None else 0.0   # detector
+        if ident is not None and deg != 'detector_miss':
+            hp = scale * h * ident.stature * (1 + 0.5 * mis * cam.offset[2])
+            feet = h * (0.5 + scale / 2) + cam.y_shift * h + mis * cam.offset[1] * h
             phase = phase0 + 2 * math.pi * t / ident.gait_period
             feet -= abs(math.sin(phase)) * 0.015 * hp                       # bobbing
-            cx = cx0 + float(rng.normal(0, 0.01 * w))                        # detector jitter
+            cx = cx0 + jitter
             if deg == 'misaligned':
-                cx += float(rng.choice([-1, 1]) * rng.uniform(0.25, 0.4) * w)
-                feet += float(rng.uniform(0.1, 0.25) * h)
+                cx += float(crng.choice([-1, 1]) * crng.uniform(0.25, 0.4) * w)
+                feet += float(crng.uniform(0.1, 0.25) * h)
             layer, mask = rnd.person_layer(ident, {'hp': hp, 'cx': cx, 'feet': feet},
-                                           phase, cam.side, facing)
+                                           phase, cam.side, facing, pose)
             img[mask] = layer[mask]
+        elif ident is not None:          # detector miss: the box holds a sliver at most
+            side_ = float(crng.choice([-1, 1]))
+            layer, mask = rnd.person_layer(
+                ident, {'hp': scale * h * ident.stature, 'cx': cx0 + side_ * 0.8 * w,
+                        'feet': h * (0.5 + scale / 2)}, phase0, cam.side, facing, pose)
+            img[mask] = layer[mask]
+        if deg == 'person_occlusion':     # someone walks past between camera and person
+            if passer is None:
+                passer = [random_identity(crng, -1, cfg.difficulty),
+                          float(crng.choice([-1, 1])) * 0.6 * w, float(crng.uniform(1.05, 1.2))]
+            other, dx, near = passer
+            layer, mask = rnd.person_layer(other, {'hp': near * scale * h, 'cx': w / 2 + dx,
+                                                   'feet': h * (0.5 + near * scale / 2)},
+                                           phase0 + t, cam.side, -facing)
+            img[mask] = layer[mask]
+            passer[1] -= math.copysign(0.25 * w, dx)
+        else:
+            passer = None
+        if deg == 'background_occlusion':  # a pillar / wall of the scene in front
+            if occluder is None:
+                occluder = _random_occluder(crng, h, w)
+            _, (ax, ay, bx, by) = occluder
+            other = rnd.scene(cam, int(np.clip(xs + w, 0, bgW - w)), y0)
+            img[ay:by, ax:bx] = other[ay:by, ax:bx]
         if deg == 'occlusion':
             if occluder is None:
-                occluder = _random_occluder(rng, h, w)
+                occluder = _random_occluder(crng, h, w)
             c, (ax, ay, bx, by) = occluder
             img[ay:by, ax:bx] = c
             shift = int(round(0.08 * w))
             occluder = (c, (ax + shift, ay, bx + shift, by))
-        else:
+        elif deg != 'background_occlusion':
             occluder = None
         img = rnd.camera(img, cam, rng, gain=0.3 if deg == 'dark' else 1.0)
         if deg == 'blur':
-            k = int(rng.integers(5, 10))
+            k = int(crng.integers(5, 10))
             kern = np.zeros((k, k), np.float32)
             kern[k // 2] = 1 / k
             img = cv2.filter2D(img, -1, kern)
         elif deg == 'noise':
-            img += rng.standard_normal(img.shape, dtype=np.float32) * 35
+            img += crng.standard_normal(img.shape, dtype=np.float32) * 35
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
     return frames, plan
 
@@ -475,7 +556,8 @@ class _Writer:
 
     def identity(self, pid: int) -> Identity:
         if pid not in self.identities:
-            self.identities[pid] = random_identity(self.rng, pid, self.cfg.difficulty)
+            ident = random_identity(self.rng, pid, self.cfg.difficulty)
+            self.identities[pid] = ident if self.cfg.local_cues else without_local_cues(ident)
         return self.identities[pid]
 
     def length(self) -> int:
@@ -488,9 +570,9 @@ class _Writer:
         """Render and write one tracklet; paths[i] gets frame number frames[i]."""
         if kind == 'person':
             ident = self.identity(pid)
-        imgs, plan = render_tracklet(self.rnd, self.rng, ident, self.cams[cam], n,
-                                     self.cfg.degrade_prob,
-                                     kind if kind in ('junk', 'distractor') else 'person')
+        crng = np.random.default_rng([self.cfg.seed, len(self.tracklets), 2])
+        imgs, plan = render_tracklet(self.rnd, self.rng, ident, self.cams[cam], n, self.cfg,
+                                     kind if kind in ('junk', 'distractor') else 'person', crng)
         for i in self.rng.permutation(n):       # write order != frame order (listdir order)
             p = paths[i]
             p.parent.mkdir(parents=True, exist_ok=True)

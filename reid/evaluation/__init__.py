@@ -7,8 +7,8 @@ protocols  MARS official kit protocol, MARS common variant, iLIDS-VID / PRID2011
 hits       the non-junk ranks of each query's good items that the protocols need, without
            a sort of the row (and the full-sort reference).
 rerank     S = 1/(1+d) + lambda*M (paper eq. 2) on the top K by d (d: reid.ops.distance).
-feature_store  F, pool5 and TAM weights of a run's tracklets in one HDF5 file, with the
-           identity (content hashes) of the weights, nets and dataset.
+feature_store  F, every chunk's pool5 and TAM weights of a run's tracklets in one HDF5
+           file, with the identity (content hashes) of the weights, nets and dataset.
 search     FAISS index of F for galleries beyond memory, top K by d, eq. 2 (tools/search.py).
 report     result dicts -> Table-2/3-shaped text, CSV, JSON.
 plots      CMC curves (Fig. 9), ranked lists (Fig. 10), attention weights (Fig. 1), losses.

@@ -76,30 +76,3 @@ def pick_attention_tracklet(dataset, scored, degraded, seq_len):
     if best is None:
         return queries[0], None
     return best[1], best[2]
-
-
-def diagnostics_table(runs, chance):
-    """Per run (report run dicts with the meta the studies record): training time, last
-    losses, F spread, TAM weights on degraded frames, as text."""
-    lines = ["Diagnostics (chance: rank-1 %.1f %% for random rankings; 1 / %d test "
-             "identities = %.1f %%)" % (100 * chance["random_rankings"],
-                                        chance["test_identities"],
-                                        100 * chance["one_over_test_ids"]),
-             "%-9s %8s  %-44s %8s  %s" % ("variant", "train s", "last losses (mean of last 3 "
-                                          "readings)", "F spread", "TAM weight x T: degraded / "
-                                          "clean frames (tracklets)")]
-    for r in runs:
-        m = r["meta"]
-        losses = ", ".join("%s %.3f" % (k.replace("_loss", ""), sum(v) / len(v))
-                           for k, v in sorted(m.get("last_losses", {}).items())
-                           if k.endswith("loss") and v)
-        att = m.get("attention_on_degraded")
-        att_s = ("%.2f / %.2f (%d)" % (att["degraded_x_T"], att["clean_x_T"], att["tracklets"])
-                 if att and att.get("tracklets") else "-")
-        ts = m.get("train_seconds")
-        lines.append("%-9s %8s  %-44s %8.3f  %s" % (r["name"], "-" if ts is None else
-                                                   "%.0f" % ts, losses,
-                                                   m.get("feature_spread", float("nan")), att_s))
-    lines.append("F spread: mean distance between L2-normalised test features (0 = every "
-                 "tracklet maps to one point; CNN+DIFF and CNN+SRM do not train F).")
-    return "\n".join(lines) + "\n"

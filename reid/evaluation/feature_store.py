@@ -2,8 +2,9 @@
 "Feature files").
 
 What FeatureExtractor (reid/evaluation/features.py) computes for a set of tracklets -- F
-(the TAM feature, averaged over the T-frame chunks), the pool5 volume of the chunk the
-SRM re-scoring uses (eq. 2), the TAM weights -- is written once with the tracklets' id,
+(the TAM feature, averaged over the T-frame chunks), the pool5 volume of every one of those
+chunks (the SRM's M of two tracklets is averaged over their aligned chunk pairs, eq. 2),
+the TAM weights of the first chunk -- is written once with the tracklets' id,
 pid, camera and role and the identity of what produced it: SHA-256 content hashes of the
 caffemodel, of each deploy prototxt and of the dataset's index.json, plus the split and
 the chunk mode.  Evaluation with another lambda, K or protocol then reads the file instead
@@ -23,12 +24,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from reid.evaluation.features import CHUNKED, concat_tracklets, take_tracklets
+
 FORMAT = "reid-features"
-VERSION = 1
+VERSION = 2                         # 2: the pool5 of every chunk (1: of the first only)
 INDEX_NAME = "index.json"          # the dataset index whose content identifies the data
 _HASH_BLOCK = 1 << 20
 _WRITE_ROWS = 256                   # pool5 rows per write (progress)
-ARRAYS = ("F", "pool5", "attention")   # the per-tracklet arrays, as FeatureExtractor names them
+ARRAYS = ("F", "pool5", "attention")   # what open() may load; "pool5": every chunk's volume
 
 
 class FeatureStoreError(ValueError):
@@ -101,7 +104,8 @@ def _text(v):
 
 class FeatureStore:
     """A feature file opened for reading: ``features`` is the dict FeatureExtractor.extract
-    returns (F, pool5, attention when stored), rows in the order of ``tids``."""
+    returns (F, attention when stored, chunk_offsets, chunk_starts, and with pool5 loaded
+    pool5_chunks and pool5 = each tracklet's first chunk), rows in the order of ``tids``."""
 
     def __init__(self, path, identity, tids, pids, cams, roles, features, info):
         self.path, self.identity = path, identity
@@ -114,7 +118,8 @@ class FeatureStore:
               progress=False):
         """Write FeatureExtractor output for ``tids`` of ``dataset``; returns the path.
 
-        extracted: {'F': (n, D), 'pool5': (n, T, C, H, W), 'attention': optional}; info:
+        extracted: FeatureExtractor.extract output, of which 'F', 'pool5_chunks',
+        'chunk_offsets', 'chunk_starts' and (optional) 'attention' are stored; info:
         free-form strings stored as attributes (run folder, file paths); compression: None
         or 'gzip' (deflate, readable by every HDF5 tool).  Written to a temporary name and
         renamed, so an interrupted write leaves no half file under ``path``.
@@ -138,14 +143,7 @@ class FeatureStore:
             g["num_frames"] = np.array([t.num_frames for t in tr], dtype=np.int64)
             g["role"] = np.array([t.role for t in tr], dtype=h5py.string_dtype())
             f.create_dataset("F", data=extracted["F"], compression=compression)
-            p5 = extracted["pool5"]
-            ds = f.create_dataset("pool5", shape=p5.shape, dtype=p5.dtype,
-                                  chunks=(1,) + p5.shape[1:], compression=compression)
-            for s in tqdm(range(0, tids.size, _WRITE_ROWS), desc="pool5 -> " + path.name,
-                          unit="block", disable=not progress):
-                ds[s:s + _WRITE_ROWS] = p5[s:s + _WRITE_ROWS]     # 2.5 GiB on MARS
-            f["pool5_row"] = np.arange(tids.size, dtype=np.int64)   # tracklet row of each
-            f["pool5_start"] = np.zeros(tids.size, dtype=np.int64)  # its first frame
+            _write_pool5(f, path.name, extracted, compression, progress)
             if "attention" in extracted:
                 f.create_dataset("attention", data=extracted["attention"],
                                  compression=compression)
@@ -179,19 +177,27 @@ class FeatureStore:
             if tids is not None and not np.array_equal(file_tids, np.asarray(tids)):
                 raise FeatureStoreError(f"{path}: holds {file_tids.size} other tracklets than "
                                         f"the {len(tids)} asked for")
-            rows = f["pool5_row"][()]
-            if not np.array_equal(rows, np.arange(file_tids.size)):
-                raise FeatureStoreError(f"{path}: pool5 is not one chunk per tracklet, which "
-                                        f"this reader of version {VERSION} expects")
-            feats = {k: f[k][()] for k in arrays if k in f}
+            offsets = _chunk_offsets(path, f["pool5_row"][()], file_tids.size)
+            feats = {k: f[k][()] for k in arrays if k in f and k != "pool5"}
+            feats.update(chunk_offsets=offsets, chunk_starts=f["pool5_start"][()])
+            if "pool5" in arrays:       # every chunk, and the first one of each tracklet
+                feats["pool5_chunks"] = f["pool5"][()]
+                feats["pool5"] = feats["pool5_chunks"][offsets[:-1]]
             info = {k[5:]: _text(v) for k, v in f.attrs.items() if k.startswith("info.")}
             roles = np.array([_text(r) for r in g["role"][()]])
             return cls(path, ident, file_tids, g["pid"][()], g["camera"][()], roles, feats,
                        info)
 
+    def first_pool5(self, rows):
+        """pool5 of the first chunk of tracklet ``rows`` (search re-scoring), read from the
+        file unless loaded."""
+        if "pool5" in self.features:
+            return self.features["pool5"][np.asarray(rows, dtype=np.int64)]
+        return self.read_rows("pool5", self.features["chunk_offsets"][rows])
+
     def read_rows(self, name, rows):
-        """Rows of a stored array (e.g. the pool5 of a few gallery tracklets), in the order
-        of ``rows``, without loading the rest."""
+        """Rows of a stored array (e.g. F of a few tracklets, or pool5 chunk rows), in the
+        order of ``rows``, without loading the rest."""
         import h5py
         rows = np.asarray(rows, dtype=np.int64)
         uniq, inverse = np.unique(rows, return_inverse=True)   # h5py reads increasing rows
@@ -264,13 +270,12 @@ class StoredFeatures:
             old = FeatureStore.open(self.path, ident).features
             new = self._extract(dataset, missing, mode, progress)
             self._write(dataset, np.concatenate([store.tids, missing]),
-                        {k: np.concatenate([old[k], new[k]]) for k in new}, ident, progress)
+                        concat_tracklets(old, new), ident, progress)
             store = FeatureStore.open(self.path, ident, arrays=self.arrays)
         if np.array_equal(store.tids, tids):
             return store.features
         rows = {int(t): i for i, t in enumerate(store.tids)}
-        rows = np.array([rows[int(t)] for t in tids], dtype=np.int64)
-        return {k: v[rows] for k, v in store.features.items()}
+        return take_tracklets(store.features, [rows[int(t)] for t in tids])
 
     def _extract(self, dataset, tids, mode, progress):
         if self.extractor is None:
@@ -291,30 +296,70 @@ REQUIRED = ("F", "pool5", "pool5_row", "pool5_start", "tracklets/tid", "tracklet
 def _read_identity(path, f):
     if f.attrs.get("format") is None or _text(f.attrs["format"]) != FORMAT:
         raise FeatureStoreError(f"{path}: not a feature file (attribute format != {FORMAT!r})")
-    if int(f.attrs.get("version", -1)) != VERSION:
-        raise FeatureStoreError(f"{path}: feature file version {f.attrs.get('version')}, this "
-                                f"code reads version {VERSION}")
+    version = int(f.attrs.get("version", -1))
+    if version != VERSION:
+        old = " (the pool5 of the first chunk only)" if version == 1 else ""
+        raise FeatureStoreError(f"{path}: feature file version {version}{old}, this code "
+                                f"reads version {VERSION} (the pool5 of every chunk); "
+                                "extract again (tools/evaluate.py --re-extract)")
     missing = [k for k in REQUIRED if k not in f]
     if missing:
         raise FeatureStoreError(f"{path}: feature file lacks {missing}")
-    n = f["tracklets/tid"].shape[0]
-    bad = [k for k in REQUIRED + ("attention",) if k in f and f[k].shape[0] != n]
+    n, m = f["tracklets/tid"].shape[0], f["pool5"].shape[0]
+    bad = [k for k in REQUIRED + ("attention",) if k in f and f[k].shape[0] != n
+           and not k.startswith("pool5")]
     if bad:
         raise FeatureStoreError(f"{path}: {bad} do not have one row per tracklet ({n})")
+    bad = [k for k in ("pool5_row", "pool5_start") if f[k].shape[0] != m]
+    if bad:
+        raise FeatureStoreError(f"{path}: {bad} do not have one row per pool5 chunk ({m})")
     try:
         return Identity.from_attrs(f.attrs)
     except KeyError as e:
         raise FeatureStoreError(f"{path}: identity attribute {e} missing") from None
 
 
+STORED = ("F", "pool5_chunks", "chunk_offsets", "chunk_starts")   # what write() needs
+
+
 def _check_extracted(path, extracted, n):
-    for key in ("F", "pool5"):
+    for key in STORED:
         if key not in extracted:
             raise FeatureStoreError(f"{path}: nothing to write: extracted features lack {key!r}")
+    offsets = np.asarray(extracted["chunk_offsets"])
+    if (offsets.shape != (n + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 1)):
+        raise FeatureStoreError(f"{path}: extracted 'chunk_offsets' are not n + 1 = {n + 1} "
+                                "increasing offsets from 0 (every tracklet has a chunk)")
     for key, v in extracted.items():
-        if np.shape(v)[0] != n:
+        rows = offsets[-1] if key in CHUNKED else n + 1 if key == "chunk_offsets" else n
+        if np.shape(v)[0] != rows:
+            what = "chunks" if key in CHUNKED else "tracklets"
             raise FeatureStoreError(f"{path}: extracted {key!r} has {np.shape(v)[0]} rows for "
-                                    f"{n} tracklets")
+                                    f"{offsets[-1] if key in CHUNKED else n} {what}")
+
+
+def _write_pool5(f, name, extracted, compression, progress):
+    """/pool5 (every chunk, one HDF5 chunk per row, written block by block with progress),
+    /pool5_row (the tracklet row of each) and /pool5_start (its first frame)."""
+    p5, offsets = extracted["pool5_chunks"], np.asarray(extracted["chunk_offsets"])
+    ds = f.create_dataset("pool5", shape=p5.shape, dtype=p5.dtype,
+                          chunks=(1,) + p5.shape[1:], compression=compression)
+    for s in tqdm(range(0, len(p5), _WRITE_ROWS), desc="pool5 -> " + name, unit="block",
+                  disable=not progress):
+        ds[s:s + _WRITE_ROWS] = p5[s:s + _WRITE_ROWS]     # 24.4 GiB on MARS (README)
+    f["pool5_row"] = np.repeat(np.arange(offsets.size - 1), np.diff(offsets)).astype(np.int64)
+    f["pool5_start"] = np.asarray(extracted["chunk_starts"], dtype=np.int64)
+
+
+def _chunk_offsets(path, pool5_row, n):
+    """chunk_offsets (n + 1,) of a file's /pool5_row, which must list every tracklet row,
+    each at least once, in increasing order (a tracklet's chunks are contiguous)."""
+    inside = pool5_row.size == 0 or (pool5_row.min() >= 0 and pool5_row.max() < n)
+    counts = np.bincount(pool5_row, minlength=n) if inside else np.zeros(n, int)
+    if np.any(np.diff(pool5_row) < 0) or np.any(counts == 0):
+        raise FeatureStoreError(f"{path}: /pool5_row does not give each of the {n} tracklets "
+                                "one or more contiguous pool5 chunks in row order")
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def _short(ident):

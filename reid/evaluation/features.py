@@ -1,10 +1,13 @@
 """Running trained nets over a prepared dataset (paper 3.1, eq. 2; docs/DESIGN.md §1.3).
 
 FeatureExtractor: F(x) of every tracklet from the deploy_features net, the tracklet cut into
-chunks of T frames and F averaged over them (default) or from its first T frames; plus the
-pool5 volume and the TAM attention weights of the first chunk. MetricScorer: M(xi, xj) from
-the deploy_metric net for pairs of pool5 volumes, in batches, as the metric_fn of
-reid.evaluation.rerank, with the SRM's first (linear) layer applied once per tracklet.
+chunks of T frames and F averaged over them (default) or from its first T frames; the pool5
+volume of every one of those chunks (so that M sees the same chunks as F); the pool5 volume
+and the TAM attention weights of the first chunk. MetricScorer: M(xi, xj) from the
+deploy_metric net for pairs of pool5 volumes, in batches, as the metric_fn of
+reid.evaluation.rerank, with the SRM's first (linear) layer applied once per tracklet; for
+tracklets, M is averaged over their aligned chunk pairs
+(aligned_chunk_pairs, chunk_pair_metric).
 """
 import os
 
@@ -56,6 +59,31 @@ def load_net(prototxt, weights):
     return net
 
 
+def aligned_chunk_pairs(n_a, n_b):
+    """The chunk pairs over which M of two tracklets is averaged: chunk k of one with chunk k
+    of the other, the tracklet with fewer chunks cycling, so every chunk of both takes part
+    (max(n_a, n_b) pairs), as every chunk takes part in F."""
+    n = max(n_a, n_b)
+    return [(k % n_a, k % n_b) for k in range(n)]
+
+
+def chunk_pair_metric(metric, a_chunks, a_offsets, b_chunks, b_offsets, a_idx, b_idx):
+    """M of tracklet pairs (a_idx[p], b_idx[p]): the mean of metric(volumes, volumes) over
+    their aligned chunk pairs, all pairs' chunk pairs in one call. Tracklet i's chunks are
+    rows a_offsets[i]:a_offsets[i + 1] of a_chunks (likewise b). metric: volumes (n, ...)
+    twice -> (n,)."""
+    rows_a, rows_b, owner = [], [], []
+    for p, (i, j) in enumerate(zip(np.asarray(a_idx), np.asarray(b_idx))):
+        a0, b0 = a_offsets[i], b_offsets[j]
+        for ka, kb in aligned_chunk_pairs(a_offsets[i + 1] - a0, b_offsets[j + 1] - b0):
+            rows_a.append(a0 + ka)
+            rows_b.append(b0 + kb)
+            owner.append(p)
+    m = np.asarray(metric(a_chunks[rows_a], b_chunks[rows_b]), dtype=np.float64)
+    owner = np.asarray(owner)
+    return np.bincount(owner, m, len(a_idx)) / np.bincount(owner, minlength=len(a_idx))
+
+
 def chunk_starts(num_frames, T, mode="all"):
     """Starts of the T-frame chunks of a tracklet; the last chunk ends at the last frame
     (shorter tracklets loop from 0)."""
@@ -65,6 +93,33 @@ def chunk_starts(num_frames, T, mode="all"):
     if starts[-1] + T < num_frames:
         starts.append(num_frames - T)
     return starts
+
+
+CHUNKED = ("pool5_chunks", "chunk_starts")     # extract()'s arrays with one row per chunk
+
+
+def take_tracklets(feats, rows):
+    """FeatureExtractor.extract output restricted to (and ordered as) tracklet ``rows``:
+    per-tracklet arrays indexed, the chunk arrays gathered and chunk_offsets rebuilt."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = {k: v[rows] for k, v in feats.items() if k not in CHUNKED + ("chunk_offsets",)}
+    if "chunk_offsets" in feats:
+        off = feats["chunk_offsets"]
+        lo, hi = off[rows], off[rows + 1]
+        out["chunk_offsets"] = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+        chunk_rows = (np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
+                      if rows.size else np.zeros(0, np.int64))
+        out.update({k: feats[k][chunk_rows] for k in CHUNKED if k in feats})
+    return out
+
+
+def concat_tracklets(a, b):
+    """Two FeatureExtractor.extract outputs (same keys) as one: b's tracklets after a's."""
+    out = {k: np.concatenate([a[k], b[k]]) for k in a if k != "chunk_offsets"}
+    if "chunk_offsets" in a:
+        out["chunk_offsets"] = np.concatenate([a["chunk_offsets"],
+                                               a["chunk_offsets"][-1] + b["chunk_offsets"][1:]])
+    return out
 
 
 class FeatureExtractor:
@@ -88,11 +143,16 @@ class FeatureExtractor:
         return out
 
     def extract(self, dataset, tids=None, mode="all", progress=True):
-        """{'F': (n, D), 'pool5': (n, T, C, H, W), 'attention': (n, T, T) or absent}."""
+        """{'F': (n, D), 'pool5': (n, T, C, H, W) of the first chunk, 'attention': (n, T, T)
+        or absent, 'pool5_chunks': (chunks, T, C, H, W) of every chunk F averaged over,
+        'chunk_offsets': (n + 1,), tracklet i's chunks being rows offsets[i]:offsets[i+1],
+        'chunk_starts': (chunks,) the first frame of each}.  (MARS test set, paper net:
+        118,491 chunks, pool5_chunks 24.4 GiB; mode='first' keeps one chunk per tracklet,
+        2.5 GiB, but then F and M see only the first T frames.)"""
         tids = list(range(len(dataset)) if tids is None else tids)
         jobs = [(i, s) for i, tid in enumerate(tids)
                 for s in chunk_starts(dataset.tracklets[tid].num_frames, self.T, mode)]
-        sums, counts, first = None, np.zeros(len(tids)), {}
+        sums, counts, first, chunks = None, np.zeros(len(tids)), {}, []
         bar = tqdm(total=len(jobs), desc="features", unit="clip", disable=not progress)
         for b in range(0, len(jobs), self.N):
             batch = jobs[b:b + self.N]
@@ -101,6 +161,7 @@ class FeatureExtractor:
             out = self._run(clips)
             if sums is None:
                 sums = np.zeros((len(tids), out["F"].shape[1]))
+            chunks.append(out["pool5"])
             for j, (i, _) in enumerate(batch):
                 sums[i] += out["F"][j]
                 counts[i] += 1
@@ -108,7 +169,9 @@ class FeatureExtractor:
                     first[i] = {k: v[j] for k, v in out.items() if k != "F"}
             bar.update(len(batch))
         bar.close()
-        result = {"F": sums / counts[:, None]}
+        result = {"F": sums / counts[:, None], "pool5_chunks": np.concatenate(chunks),
+                  "chunk_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                  "chunk_starts": np.array([s for _, s in jobs], dtype=np.int64)}
         for key in first[0]:
             result[key] = np.stack([first[i][key] for i in range(len(tids))])
         return result
@@ -181,6 +244,18 @@ class MetricScorer:
 
         def fn(q_idx, g_idx):
             return self.score_projected(yq[np.asarray(q_idx)], yg[np.asarray(g_idx)])
+        return fn
+
+    def chunk_metric_fn(self, feats, q_rows, g_rows):
+        """The rerank metric_fn over tracklets: M averaged over the aligned chunk pairs
+        (chunk_pair_metric) of query row q_rows[q] and gallery row g_rows[g] of `feats`
+        (FeatureExtractor.extract output); each chunk is projected once (Projections)."""
+        chunks, offsets = Projections(self, feats["pool5_chunks"]), feats["chunk_offsets"]
+        q_rows, g_rows = np.asarray(q_rows), np.asarray(g_rows)
+
+        def fn(q_idx, g_idx):
+            return chunk_pair_metric(self.score_projected, chunks, offsets, chunks, offsets,
+                                     q_rows[np.asarray(q_idx)], g_rows[np.asarray(g_idx)])
         return fn
 
 

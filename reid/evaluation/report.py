@@ -150,7 +150,8 @@ def table_cells(res, ranks=DEFAULT_RANKS):
         else:
             cells.append(pct(v))
     if res["protocol"] in _HAS_MAP_COLUMN:
-        cells.append(pct(res["mAP"]))
+        m_std = res.get("mAP_std")
+        cells.append(pct(res["mAP"]) if m_std is None else f"{pct(res['mAP'])}±{pct(m_std)}")
     return cells
 
 

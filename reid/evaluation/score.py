@@ -47,16 +47,22 @@ class Scored:
         return int(hits[0])
 
 
-def rank_variant(variant, d=None, metric_fn=None, **kw):
-    """Rank one Table 2 variant the way every variant is scored (variant.mode).
+def rank_variant(variant, d=None, metric_fn=None, shape=None, **kw):
+    """Rank one Table 2 variant the way every variant is scored (variant.mode): metric-only
+    variants rank every gallery item by M (rerank.metric_ranking; d is not used, shape =
+    (n_query, n_gallery)), the others through rerank.rerank with d.
 
     Returns (Ranking, meta) where meta (variant label, mode, k, lambda, preselected_by_d)
     is meant for the run's metadata (report.make_run). ``kw`` go to rerank.rerank.
     """
-    ranking = rerank.rerank(d, metric_fn, mode=variant.mode, **kw)
+    if variant.mode == "metric":
+        if shape is None:
+            shape = d.shape
+        ranking = rerank.metric_ranking(metric_fn, *shape, **kw)
+    else:
+        ranking = rerank.rerank(d, metric_fn, mode=variant.mode, shape=shape, **kw)
     meta = {"variant": variant.label, "mode": variant.mode, "k": ranking.k,
-            "lambda": ranking.lam,
-            "preselected_by_d": bool(variant.mode == "metric" and d is not None)}
+            "lambda": ranking.lam, "preselected_by_d": False}
     return ranking, meta
 
 
@@ -159,22 +165,24 @@ def score_run(dataset, variant, nets, weights, k=100, lam=1.0, splits=None, chun
 
 # ---- rankings and protocols -------------------------------------------------------------
 def rank_tracklets(variant, feats, q_rows, g_rows, scorer, k, lam, progress=True):
-    """The ranking of one Table-2 variant (rank_variant) for query and gallery feature rows:
-    d of L2-normalised F, and M from the metric net on the top k by d (k <= 0: every pair,
-    the brute-force eq. 2). Variants without F (CNN+DIFF, CNN+SRM) rank by M alone; when k
-    covers the gallery they score every pair without d."""
+    """The ranking of one Table-2 variant (rank_variant) for query and gallery feature rows
+    of `feats` (FeatureExtractor.extract). M of two tracklets is averaged over their aligned
+    chunk pairs, the chunks F averages (features.chunk_pair_metric), for every variant.
+    ALL: d of L2-normalised F, eq. 2 on the top k by d (k <= 0: every pair, the brute-force
+    eq. 2). CNN+DIFF and CNN+SRM train no F: every gallery item is ranked by M
+    (rerank.metric_ranking), whatever k."""
     q_rows, g_rows = np.asarray(q_rows), np.asarray(g_rows)
-    d = euclidean_distance(feats["F"][q_rows], feats["F"][g_rows])
-    k = d.shape[1] if k <= 0 else min(int(k), d.shape[1])
     metric_fn = None
     if variant.mode != "distance":
         if scorer is None:
             raise ValueError("variant %s needs the metric net (deploy_metric)" % variant.label)
-        metric_fn = scorer.metric_fn(feats["pool5"][q_rows], feats["pool5"][g_rows])
-        if variant.mode == "metric" and k == d.shape[1]:
-            d = None
-    return rank_variant(variant, d, metric_fn, k=k, lam=lam,
-                        shape=(q_rows.size, g_rows.size), progress=progress)
+        metric_fn = scorer.chunk_metric_fn(feats, q_rows, g_rows)
+    if variant.mode == "metric":
+        return rank_variant(variant, None, metric_fn, shape=(q_rows.size, g_rows.size),
+                            progress=progress)
+    d = euclidean_distance(feats["F"][q_rows], feats["F"][g_rows])
+    k = d.shape[1] if k <= 0 else min(int(k), d.shape[1])
+    return rank_variant(variant, d, metric_fn, k=k, lam=lam, progress=progress)
 
 
 def score_mars(dataset, variant, models, k=100, lam=1.0, chunks="all", progress=True):

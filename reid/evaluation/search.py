@@ -13,7 +13,9 @@ product, which a FAISS inner-product index finds without the gallery in one matr
 With a metric net the K are re-scored with paper eq. 2, S = 1/(1+d) + lambda M (MetricScorer,
 the SRM's first layer once per tracklet) and ordered by S, ties by gallery row, as
 reid.evaluation.rerank does for a full matrix.  The gallery is one or more feature files
-(reid/evaluation/feature_store.py); F is read block by block, pool5 only for candidates.
+(reid/evaluation/feature_store.py); F is read block by block, pool5 only for candidates,
+and only each tracklet's first chunk: M here is that of the first chunks, where the protocol
+evaluation (reid.evaluation.score) averages M over all aligned chunk pairs.
 """
 import json
 from dataclasses import dataclass, field
@@ -149,21 +151,18 @@ class Gallery:
         """F of gallery rows (a slice or increasing row indices)."""
         if isinstance(rows, slice):
             rows = np.arange(*rows.indices(self.shape[0]))
-        return self._gather("F", rows)
+        return self._gather(rows, lambda st, local: st.features["F"][local]
+                            if "F" in st.features else st.read_rows("F", local))
 
     def pool5(self, rows):
-        """pool5 of increasing gallery rows, read from the files."""
-        return self._gather("pool5", rows)
+        """pool5 of the first chunk of increasing gallery rows, read from the files."""
+        return self._gather(rows, lambda st, local: st.first_pool5(local))
 
-    def _gather(self, name, rows):
+    def _gather(self, rows, read):
         rows = np.asarray(rows, dtype=np.int64)
         which = np.searchsorted(self.offsets, rows, side="right") - 1
-        parts = []
-        for f in np.unique(which):
-            st, local = self.stores[f], rows[which == f] - self.offsets[f]
-            parts.append(st.features[name][local] if name in st.features
-                         else st.read_rows(name, local))
-        return np.concatenate(parts)
+        return np.concatenate([read(self.stores[f], rows[which == f] - self.offsets[f])
+                               for f in np.unique(which)])
 
     def describe(self, row):
         f = int(np.searchsorted(self.offsets, row, side="right") - 1)
@@ -204,7 +203,7 @@ def run(gallery_files, query_file, out, *, k=100, kind="flat", nlist=None, nprob
     from . import plots
     from .feature_store import FeatureStore
     gallery = Gallery([FeatureStore.open(p, arrays=("F",)) for p in gallery_files])
-    qs = FeatureStore.open(query_file, arrays=("F", "pool5") if metric else ("F",))
+    qs = FeatureStore.open(query_file, arrays=("F",))       # pool5: first chunks, on demand
     if query_tids is None:
         q_rows = np.flatnonzero(qs.roles == "query")
     else:
@@ -220,7 +219,7 @@ def run(gallery_files, query_file, out, *, k=100, kind="flat", nlist=None, nprob
     S = M = None
     if metric:
         from .features import MetricScorer
-        rows, d, S, M = rescore(d, rows, qs.features["pool5"][q_rows], gallery.pool5,
+        rows, d, S, M = rescore(d, rows, qs.first_pool5(q_rows), gallery.pool5,
                                 MetricScorer(*metric), lam)
     out = Path(out)
     paths = {"json": write_json(out / "search.json", qs, q_rows, gallery, d, rows,

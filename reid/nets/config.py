@@ -24,6 +24,8 @@ class NetSize:
     srm_hidden: int      # Hd, hidden width of each of the six spatial LSTMs
     srm_out: int         # C2, channels of G = relu(conv1x1(S6))
     dropout: float       # after fc6 and fc7 (CaffeNet: 0.5; 0 leaves the layers out)
+    conv1_stride: int = 4  # CaffeNet: 4; the small preset uses 2 for a 6 x 3 pool5 grid
+    conv1_kernel: int = 11  # CaffeNet: 11; the small preset 7 (its weights are its own)
 
     def pool5_shape(self):
         """(C, H, W) of pool5 for this input size (Caffe rounds pooling up)."""
@@ -32,7 +34,7 @@ class NetSize:
 
         def pool(x):
             return -(-(x - 3) // 2) + 1
-        h, w = [pool(conv(pool(conv(pool(conv(x, 11, 4, 0)), 5, 1, 2)), 3, 1, 1))
+        h, w = [pool(conv(pool(conv(pool(conv(x, self.conv1_kernel, self.conv1_stride, 0)), 5, 1, 2)), 3, 1, 1))
                 for x in (self.height, self.width)]
         return self.conv[4], h, w
 
@@ -40,7 +42,12 @@ class NetSize:
 PAPER = NetSize("paper", 227, 227, (96, 256, 384, 384, 256), 1024, 256, 512, 128, 128, 64, 0.5)
 # No dropout in the small nets: tiny widths do not need it, and without it a run resumed from
 # a snapshot is bit-for-bit the uninterrupted run (Caffe does not snapshot its RNG state).
-SMALL = NetSize("small", 160, 80, (16, 32, 48, 48, 32), 128, 64, 64, 32, 16, 16, 0.0)
+# Input 116 x 64 (the synthetic frames are 128 x 64) and conv1 7 x 7 at stride 2 give a pool5
+# grid of 6 x 3 (conv1 55 x 29 -> pool1 27 x 14 -> pool2 13 x 7 -> pool5 6 x 3; the paper's
+# is 6 x 6), so that the SRM's six sweeps have lines of 6 and 3 positions to run along.
+# (CaffeNet's 11 x 11 conv1 at stride 2 costs twice the CPU time for the same grid.)
+SMALL = NetSize("small", 116, 64, (16, 32, 48, 48, 32), 128, 64, 64, 32, 16, 16, 0.0,
+                conv1_stride=2, conv1_kernel=7)
 SIZES = {s.name: s for s in (PAPER, SMALL)}
 
 
@@ -60,8 +67,8 @@ class Variant:
     @property
     def mode(self):
         """Test-time scoring (reid.evaluation.rerank modes): with F and M, eq. 2 on the top
-        k ('joint', ALL); F alone, d ('distance'); M alone, the untrained F only
-        preselects ('metric', CNN+DIFF and CNN+SRM)."""
+        k ('joint', ALL); F alone, d ('distance'); M alone over every gallery item
+        ('metric', CNN+DIFF and CNN+SRM, which train no F)."""
         if self.metric:
             return "joint" if self.triplet else "metric"
         return "distance"
@@ -102,9 +109,12 @@ PAPER_SCHEDULES = {"mars": Schedule(),
                    "ilidsvid": Schedule(max_iter=10000, stepsize=5000),
                    "prid2011": Schedule(max_iter=10000, stepsize=5000)}
 # The small nets on a CPU, as the demo and the Table 2 study train them (docs/TABLE2.md):
-# 600 iterations of B = 4 at lr 3e-4. At 3e-3 the LSTM of the TAM saturates within ~100
-# iterations and F collapses to one point (triplet loss stuck at the margin).
-SMALL_SCHEDULE = Schedule(batch_triplets=4, base_lr=3e-4).scaled(600)
+# 600 iterations of B = 4 at lr 1e-3, the paper's fine-tuning rate: they start from the
+# pretrained trunk (reid.pretrain). Measured: from the pretrained trunk at 3e-3 even the
+# plain CNN's F collapses (test-F spread 0.92 -> 0.07 in 200 iterations, fc7 growing
+# eightfold), at 1e-3 it does not (0.84). From random weights, 3e-3 collapsed every
+# LSTM-based F until NetConfig.frame_norm (gates saturated), and with it does not.
+SMALL_SCHEDULE = Schedule(batch_triplets=4, base_lr=1e-3).scaled(600)
 # Fine-tuning the small MARS model on one split of iLIDS-VID or PRID2011: a quarter of the
 # MARS iterations, as the paper's 10000 of 40000.
 SMALL_FINETUNE = SMALL_SCHEDULE.scaled(SMALL_SCHEDULE.max_iter // 4)
@@ -125,6 +135,16 @@ class NetConfig:
     margin: float = 0.3              # triplet margin on L2-normalised F (docs/DESIGN.md §1.3)
     metric_weight: float = 1.0       # lambda_m, weight of the metric loss
     mining: str = "hard"             # 'hard', 'semihard' or 'random' (paper 4.2)
+    # Not in the paper (docs/DESIGN.md 1.3): the SRM's negative pairs. 'mixed': (anchor, mined
+    # negative) and (anchor, the batch's randomly sampled negative), so the pair loss sees
+    # ordinary negatives too; 'mined': the mined one only (hard mining alone lets the SRM
+    # learn to separate near-duplicates and nothing else).
+    metric_negatives: str = "mixed"
+    # Not in the paper: f_i fed to every temporal model is fc7 divided by its root mean
+    # square (reid.nets.temporal.frame_features). 'rms' keeps the TAM's tanh and the LSTM's
+    # gate pre-activations near unit scale however large fc7 grows; 'none' feeds raw fc7 (at
+    # lr 3e-3 fc7 grows ~10x, the gates saturate and every LSTM-based F collapses).
+    frame_norm: str = "rms"
     data_source: str = "data/mars"   # prepared dataset folder (reid.datasets)
     mean_bgr: tuple = CAFFE_MEAN_BGR
     mirror: bool = True

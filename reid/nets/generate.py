@@ -142,7 +142,7 @@ def native_only_train_net(cfg):
     n.data = L.DummyData(shape=[dict(dim=[3 * B * T, 3, s.height, s.width])],
                          data_filler=[dict(type="gaussian", std=50)])
     pool5, fc7 = caffenet(n, n.data, s, train=True)
-    F, attention = feature_model(n, cfg, fc7, 3 * B)
+    F, attention = feature_model(n, cfg, pool5, fc7, 3 * B)
     if attention is not None:
         n.silence_attention = L.Silence(attention, ntop=0)
     n.F_a, n.F_p, n.F_n = L.Slice(F, slice_param=dict(axis=0), ntop=3)

@@ -16,9 +16,46 @@ from caffe import params as P
 from reid.nets.layers import add, constant, fc, python, reshape
 
 
-def feature_model(n, cfg, fc7, S):
-    """Adds F (S, D) to n; returns (F, attention) where attention is (S, T, T) or None."""
+FRAME_NORMS = ("rms", "none")
+RMS_EPS = 1e-2     # relative to a mean square of fc7 of order 1..100
+
+
+def frame_features(n, cfg, fc7):
+    """f_i, the frame features every temporal model reads (the paper takes fc7 as it is).
+
+    'rms' (default, not in the paper): f_i = fc7_i / sqrt(mean_j fc7_ij^2 + eps), so that f_i
+    has unit root mean square. With Xavier fillers the TAM's U f_i and the LSTM's W_xc xbar_t
+    then start with unit-variance pre-activations, and they stay in range when fc7 grows
+    during training (raw fc7 grows from RMS ~3 to ~30 at lr 3e-3, which saturates every gate
+    and collapses F to one point). Built from BVLC layers: Power, Reduction, Power, Scale."""
+    if cfg.frame_norm not in FRAME_NORMS:
+        raise ValueError("NetConfig.frame_norm must be one of %s, got %r"
+                         % (FRAME_NORMS, cfg.frame_norm))
+    if cfg.frame_norm == "none":
+        return fc7
+    n.fc7_sq = L.Power(fc7, power=2)
+    n.fc7_ms = L.Reduction(n.fc7_sq, axis=1, operation=P.Reduction.SUM,
+                           coeff=1.0 / cfg.size.fc)
+    n.fc7_inv_rms = L.Power(n.fc7_ms, power=-0.5, shift=RMS_EPS)
+    n.f = L.Scale(fc7, n.fc7_inv_rms, axis=0)
+    return n.f
+
+
+def feature_model(n, cfg, pool5, fc7, S):
+    """Adds F (S, D) to n; returns (F, attention) where attention is (S, T, T) or None.
+
+    The metric-only variants (CNN+DIFF, CNN+SRM) train no F; theirs is the mean over T of
+    pool5, which their metric loss does train, so that mining chooses their negatives by
+    something they learn (not by an untrained fc7, a fixed random projection of pool5)."""
     T, D1 = cfg.seq_len, cfg.size.fc
+    if not cfg.variant.triplet:
+        C, H, W = cfg.size.pool5_shape()
+        n.pool5_frames = reshape(pool5, S, 1, T, C * H * W)
+        n.pool5_mean = L.Pooling(n.pool5_frames, pool=P.Pooling.AVE, kernel_h=T, kernel_w=1,
+                                 stride=1)
+        n.F = reshape(n.pool5_mean, S, C * H * W)
+        return n.F, None
+    fc7 = frame_features(n, cfg, fc7)
     if cfg.variant.temporal == "mean":
         n.fc7_frames = reshape(fc7, S, 1, T, D1)
         n.fc7_mean = L.Pooling(n.fc7_frames, pool=P.Pooling.AVE, kernel_h=T, kernel_w=1,

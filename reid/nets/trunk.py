@@ -11,10 +11,11 @@ from caffe import params as P
 from reid.nets.layers import conv, fc
 
 
-def caffenet(n, data, size, train):
-    """Adds the trunk to NetSpec n; returns (pool5, fc7) tops for all frames of the batch."""
+def caffenet(n, data, size, train, fc_layers=True):
+    """Adds the trunk to NetSpec n; returns (pool5, fc7) tops for all frames of the batch
+    (fc7 None without fc_layers: the metric-only variants use pool5 alone)."""
     c = size.conv
-    n.conv1 = conv(data, c[0], 11, stride=4)
+    n.conv1 = conv(data, c[0], size.conv1_kernel, stride=size.conv1_stride)
     n.relu1 = L.ReLU(n.conv1, in_place=True)
     n.pool1 = L.Pooling(n.relu1, pool=P.Pooling.MAX, kernel_size=3, stride=2)
     n.norm1 = L.LRN(n.pool1, local_size=5, alpha=1e-4, beta=0.75)
@@ -29,6 +30,8 @@ def caffenet(n, data, size, train):
     n.conv5 = conv(n.relu4, c[4], 3, pad=1, group=2, bias_value=0.1)
     n.relu5 = L.ReLU(n.conv5, in_place=True)
     n.pool5 = L.Pooling(n.relu5, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+    if not fc_layers:
+        return n.pool5, None
     n.fc6_reid = fc(n.pool5, size.fc)
     n.relu6 = L.ReLU(n.fc6_reid, in_place=True)
     top = n.relu6

@@ -1,0 +1,90 @@
+"""M for tracklets over the same chunks as F, and the ranking of metric-only variants
+(paper 3.3, eq. 2; docs/DESIGN.md 1.3-1.4)."""
+import numpy as np
+import pytest
+
+from reid.evaluation.features import aligned_chunk_pairs, chunk_pair_metric
+from reid.evaluation.rerank import metric_ranking
+
+
+def _toy_metric(a, b):
+    """Any pair function of two volumes, not symmetric in its arguments."""
+    return 1.0 / (1.0 + np.abs(a - 0.5 * b).reshape(len(a), -1).mean(1))
+
+
+def test_aligned_chunk_pairs_use_every_chunk_of_both():
+    assert aligned_chunk_pairs(1, 1) == [(0, 0)]
+    assert aligned_chunk_pairs(3, 3) == [(0, 0), (1, 1), (2, 2)]
+    assert aligned_chunk_pairs(2, 5) == [(0, 0), (1, 1), (0, 2), (1, 3), (0, 4)]
+    assert aligned_chunk_pairs(4, 1) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+
+def test_chunk_metric_equals_an_explicit_loop_over_chunk_pairs():
+    rng = np.random.default_rng(0)
+    counts_a, counts_b = [1, 3, 2, 4], [2, 1, 5]
+    off_a, off_b = np.cumsum([0] + counts_a), np.cumsum([0] + counts_b)
+    a = rng.random((off_a[-1], 6, 2, 3, 2))
+    b = rng.random((off_b[-1], 6, 2, 3, 2))
+    qi, gi = np.meshgrid(np.arange(4), np.arange(3), indexing="ij")
+    got = chunk_pair_metric(_toy_metric, a, off_a, b, off_b, qi.ravel(), gi.ravel())
+    for p, (i, j) in enumerate(zip(qi.ravel(), gi.ravel())):
+        na, nb = counts_a[i], counts_b[j]
+        vals = []
+        for k in range(max(na, nb)):
+            va, vb = a[off_a[i] + k % na], b[off_b[j] + k % nb]
+            vals.append(_toy_metric(va[None], vb[None])[0])
+        np.testing.assert_allclose(got[p], np.mean(vals), rtol=1e-12)
+    # one chunk each is M of the first chunks, as before chunks were averaged
+    one = chunk_pair_metric(_toy_metric, a, off_a, b, off_b, [0], [1])
+    np.testing.assert_allclose(one, _toy_metric(a[[0]], b[[off_b[1]]]))
+
+
+def test_metric_only_ranking_scores_every_gallery_item():
+    n_q, n_g = 7, 230                       # a gallery larger than any preselection k
+    rng = np.random.default_rng(1)
+    m = rng.random((n_q, n_g))
+    seen = np.zeros((n_q, n_g), int)
+
+    def metric_fn(q, g):
+        np.add.at(seen, (q, g), 1)
+        return m[q, g]
+    ranking = metric_ranking(metric_fn, n_q, n_g, batch_size=97, progress=False)
+    assert (seen == 1).all()                # every pair scored exactly once
+    assert ranking.k == n_g
+    np.testing.assert_array_equal(ranking.order, np.argsort(-m, axis=1, kind="stable"))
+
+
+def test_pair_auc_on_hand_computed_cases():
+    from reid.evaluation.learning import pair_auc, pair_labels
+    same = np.array([[1, 0, 0], [0, 1, 0]], bool)
+    assert pair_auc([[0.9, 0.1, 0.2], [0.3, 0.8, 0.4]], same) == 1.0
+    assert pair_auc([[0.1, 0.9, 0.8], [0.7, 0.2, 0.6]], same) == 0.0
+    # positives 0.5, 0.2; negatives 0.5, 0.1, 0.3, 0.4: (1/2 + 1 + 1 + 1 + 0 + 1 + 0 + 0) / 8
+    assert pair_auc([[0.5, 0.5, 0.1], [0.3, 0.2, 0.4]], same) == 4.5 / 8
+    pids = np.array([3, 3, 5, -1, 0])
+    s, v = pair_labels(pids, [0, 2], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(s, [[1, 1, 0, 0, 0], [0, 0, 1, 0, 0]])
+    np.testing.assert_array_equal(v, [[0, 1, 1, 0, 1], [1, 1, 0, 0, 1]])
+
+
+def test_seed_aggregation_mean_and_std():
+    from reid.evaluation.report import make_run
+    from reid.evaluation.seeds import aggregate
+
+    def run(r1, r5, m, cmc):
+        return make_run("X", [{"protocol": "p", "dataset": "mars", "ranks": {"1": r1, "5": r5},
+                               "mAP": m, "cmc": cmc}])
+    agg = aggregate("X", [run(0.2, 0.5, 0.3, [0.2, 0.4, 0.5]), run(0.4, 0.7, 0.1, [0.4, 0.6])])
+    res = agg["results"][0]
+    np.testing.assert_allclose([res["ranks"]["1"], res["ranks"]["5"]], [0.3, 0.6])
+    np.testing.assert_allclose(res["ranks_std"]["1"], np.std([0.2, 0.4], ddof=1))
+    np.testing.assert_allclose([res["mAP"], res["mAP_std"]], [0.2, np.std([0.3, 0.1], ddof=1)])
+    np.testing.assert_allclose(res["cmc"], [0.3, 0.5])          # cut to the shorter gallery
+    assert res["seeds"] == 2
+
+
+def test_constant_answer_loss_is_the_chance_level_of_the_pair_mix():
+    from reid.evaluation.learning import constant_answer_loss, metric_loss_learned
+    assert constant_answer_loss(0.5) == pytest.approx(np.log(2))
+    assert constant_answer_loss(1 / 3) == pytest.approx(0.6365, abs=1e-4)
+    assert not metric_loss_learned(0.62, 1 / 3) and metric_loss_learned(0.55, 1 / 3)

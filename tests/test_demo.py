@@ -1,12 +1,13 @@
 """The demo pipeline end to end at CI size: `tools/demo.py --tiny` generates a
 synthetic MARS, prepares it with the real prep tool, trains the small ALL net with
-`bin/caffe train`, evaluates it with the official protocol and writes the reports and plots.
+`bin/caffe train` from a pretrained trunk, evaluates it with the official protocol and writes
+the reports and plots.
 
 Checks: every output exists and is a readable file; the printed table is results.txt; every
 number in the table equals the JSON number (percent, one decimal) and the CSV number; the
 folder printed last is the output folder; a second run reuses every step; --resume continues
-an interrupted training from its last snapshot. tools/train.py and tools/table2.py (two
-variants) run on the same tiny data. About 30 s on 2 cores.
+an interrupted training from its last snapshot. tools/train.py runs on the same tiny data;
+tools/table2.py runs its small setting (two seeds, two variants). A few minutes on 2 cores.
 """
 import csv
 import json

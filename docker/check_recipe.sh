@@ -136,7 +136,8 @@ main() {
   size=$(du -sxm --exclude=.reid-context "$ROOTFS" | cut -f1)
   echo "$recipe root after the Dockerfile steps (image size estimate): $size MiB" | tee -a "$WORK/times.txt" >&2
   timed "make test" in_root "make test"
-  timed "demo --tiny" in_root "bin/python tools/demo.py --tiny"
+  # its own output folder: a root reused across versions may hold an out/demo of an older one
+  timed "demo --tiny" in_root "bin/python tools/demo.py --tiny --fresh --out out/check_recipe_demo"
   [[ ${#FAILED[@]} -eq 0 ]] || die "recipe $recipe: ${FAILED[*]} failed (see above); root kept in $ROOTFS"
   say "recipe $recipe passed; root kept in $ROOTFS"
 }

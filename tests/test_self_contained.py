@@ -26,9 +26,25 @@ USERS = ['tests/test_data_mars_real_tables.py', 'tests/test_eval_protocols.py',
 TABLES = [f'mars_info/{f}' for f in reference.MARS_KIT_FILES] + [reference.PRID2011_SPLITS]
 
 
+# What a checkout holds besides its files: builds, outputs, caches (.gitignore, .dockerignore).
+NOT_SOURCE = {'.git', '.caffe', '.venv', 'out', 'work', '__pycache__', '.pytest_cache',
+              '.gpu_bundle', '.gl', '.whl'}
+
+
 def tracked_files():
-    out = subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True, check=True)
-    return [f for f in out.stdout.decode().split('\0') if f]
+    """The repository's files: git's list in a checkout; in a copy without git (a Docker
+    image, a tarball) every file but builds, outputs and caches."""
+    try:
+        out = subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True,
+                             check=True)
+        return [f for f in out.stdout.decode().split('\0') if f]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+        for top, dirs, names in os.walk(ROOT):
+            dirs[:] = sorted(d for d in dirs if d not in NOT_SOURCE)
+            files += [os.path.relpath(os.path.join(top, n), ROOT) for n in sorted(names)
+                      if not n.endswith('.pyc')]
+        return files
 
 
 def outside_references(path: Path):

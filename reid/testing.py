@@ -1,6 +1,7 @@
 """Helpers shared by the test suite: numerical gradients and throwaway Caffe nets."""
 import contextlib
 import os
+import subprocess
 import tempfile
 
 import numpy as np
@@ -80,3 +81,13 @@ def small_mount(where, size="64k", readonly=False):
     finally:
         subprocess.run(["umount", "-l", str(where)], check=True)
         os.rmdir(where)
+
+
+def run_tool(*args, timeout=600):
+    """Run a repository script with bin/python from the repository root, as a user would;
+    asserts exit status 0 (showing the output's tail otherwise) and returns stdout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([os.path.join(root, "bin", "python")] + [str(a) for a in args],
+                          cwd=root, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout

@@ -11,14 +11,13 @@ tools/table2.py runs its small setting (two seeds, two variants). A few minutes 
 """
 import csv
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import cv2
 import pytest
 
 from reid.evaluation import report
+from reid.testing import run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ITERS = 6
@@ -28,12 +27,6 @@ OUTPUTS = ("results.txt", "results.csv", "results.json", "cmc.png", "ranked_list
            "data/source/synthetic_meta.json", "run/start.caffemodel",
            "pretrain/seed1/run/snapshots/snap_iter_4.caffemodel")
 
-
-def run_tool(*args):
-    proc = subprocess.run([str(ROOT / "bin" / "python")] + [str(a) for a in args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")

@@ -4,26 +4,20 @@ training persons, and a re-run that skips finished splits and resumes an interru
 import csv
 import json
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from reid.datasets import open_dataset
 from reid.evaluation import paper, report
 from reid.evaluation.protocols import TWO_CAMERA_SPLITS
+from reid.testing import run_tool
 
-ROOT = Path(__file__).resolve().parents[1]
 TWO_CAMERA = ("ilidsvid", "prid2011")
 
 
 def _table3(out):
-    r = subprocess.run([str(ROOT / "bin" / "python"), str(ROOT / "tools" / "table3.py"),
-                        "--tiny", "--out", str(out), "--quiet"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=1200)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout
+    return run_tool("tools/table3.py", "--tiny", "--out", out, "--quiet", timeout=1200)
 
 
 @pytest.fixture(scope="module")

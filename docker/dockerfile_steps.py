@@ -17,6 +17,18 @@ import sys
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+
+COPIED = ".reid-copied"   # the files the last COPY wrote into DEST (NUL-separated)
+
+
+def copy_step(context, dest):
+    """`COPY . DEST` over a root that may hold an earlier COPY (check_recipe's CHECK_REUSE):
+    first remove the files that COPY wrote (its manifest), as Docker starts the layer anew,
+    so a file deleted from the repository does not linger; then copy and list anew."""
+    return ("mkdir -p {d} && if [ -f {d}/{m} ]; then (cd {d} && xargs -0 rm -f < {m}); fi"
+            " && cp -a {c}/. {d} && (cd {c} && find . -type f -print0) > {d}/{m}"
+            ).format(d=dest, c=context, m=COPIED)
+
 def logical_lines(text):
     """(line number, instruction text) with backslash continuations joined, comments dropped."""
     out, buf, start = [], "", 0
@@ -70,7 +82,7 @@ def to_bash(dockerfile, context, build_args):
             src, dest = shlex.split(expand(args, env))
             if src != ".":
                 sys.exit("%s: only `COPY . DEST` is supported" % where)
-            script.append("mkdir -p %s && cp -a %s/. %s" % (shlex.quote(dest), context, shlex.quote(dest)))
+            script.append(copy_step(context, shlex.quote(dest)))
         elif op == "RUN":
             # Docker passes the ARGs of the stage to RUN as environment variables.
             assign = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items()))

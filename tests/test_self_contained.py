@@ -43,7 +43,7 @@ def tracked_files():
         for top, dirs, names in os.walk(ROOT):
             dirs[:] = sorted(d for d in dirs if d not in NOT_SOURCE)
             files += [os.path.relpath(os.path.join(top, n), ROOT) for n in sorted(names)
-                      if not n.endswith('.pyc')]
+                      if not n.endswith('.pyc') and not n.startswith('.reid-')]
         return files
 
 

@@ -38,7 +38,7 @@ def net_from_prototxt(text, phase=None, weights=None):
 
 # The GPU instantiations of the native gtests: TestDtypesAndDevices /2, /3 and the GPU-vs-CPU
 # agreement tests (toolchain/run_tests.sh leaves out the same where no GPU is visible).
-GPU_GTESTS = "*/2.*:*/3.*:*GpuCpuAgreement*"
+GPU_GTESTS = "*/2.*:*/3.*:*AgreementTest*"
 
 
 def gtest_command(pattern):

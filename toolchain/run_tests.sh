@@ -17,13 +17,14 @@ elif [[ -x ${CUDA_HOME:-/usr/local/cuda}/bin/nvcc ]]; then
   echo "==> CUDA build (cuda-nopy-nocv): compiles every .cu file"
   CUDA=1 WITH_PYTHON=0 WITH_OPENCV=0 bash "$ROOT/toolchain/setup.sh"
 fi
-gtest_args=()
-if [[ $CAFFE_VARIANT == cuda* ]] && ! nvidia-smi -L >/dev/null 2>&1; then
-  # no GPU: the CPU instantiations only (the filter of reid.testing.GPU_GTESTS)
-  gtest_args=(--gtest_filter='-*/2.*:*/3.*:*AgreementTest*')
-fi
-echo "==> native gtests ($CAFFE_VARIANT${gtest_args:+, no GPU: CPU instantiations only})"
-"$(cat "$CAFFE_PREFIX/share/reid/gtest_path")" "${gtest_args[@]}" 2>&1 | awk '/FAILED|PASSED|tests ran|Failure|error/'
+# The binary and its filter from reid.testing.gtest_command, the one place that knows which
+# tests need a GPU (a CUDA build without one runs the CPU instantiations only).
+mapfile -t gtest < <(cd "$ROOT" && "$ROOT/.venv/bin/python" -c \
+  'from reid.testing import gtest_command; print("\n".join(gtest_command("*")))')
+[[ ${#gtest[@]} -eq 2 ]] || { echo "run_tests: cannot find the native gtest binary" >&2; exit 1; }
+no_gpu=; [[ ${gtest[1]} == *-* ]] && no_gpu=", no GPU: CPU instantiations only"
+echo "==> native gtests ($CAFFE_VARIANT$no_gpu)"
+"${gtest[@]}" 2>&1 | awk '/FAILED|PASSED|tests ran|Failure|error/'
 echo "==> pytest"
 cd "$ROOT"
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

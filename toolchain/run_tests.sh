@@ -22,7 +22,7 @@ fi
 mapfile -t gtest < <(cd "$ROOT" && "$ROOT/.venv/bin/python" -c \
   'from reid.testing import gtest_command; print("\n".join(gtest_command("*")))')
 [[ ${#gtest[@]} -eq 2 ]] || { echo "run_tests: cannot find the native gtest binary" >&2; exit 1; }
-no_gpu=; [[ ${gtest[1]} == *-* ]] && no_gpu=", no GPU: CPU instantiations only"
+no_gpu=; [[ ${gtest[1]#--gtest_filter=} == *-* ]] && no_gpu=", no GPU: CPU instantiations only"
 echo "==> native gtests ($CAFFE_VARIANT$no_gpu)"
 "${gtest[@]}" 2>&1 | awk '/FAILED|PASSED|tests ran|Failure|error/'
 echo "==> pytest"

@@ -200,9 +200,9 @@ def summarise(out, runs, stem, title):
     diagnostics of every run; runs: {row label: [run per seed]}. Returns the aggregated runs
     and the written paths."""
     from reid.evaluation import plots, protocols, report
-    from reid.evaluation.seeds import aggregate
+    from reid.evaluation.seeds import aggregate, run_seed
     out = Path(out)
-    agg = [aggregate(label, rs, seeds=[r["meta"]["settings"]["seed"] for r in rs])
+    agg = [aggregate(label, rs, seeds=[run_seed(r) for r in rs])
            for label, rs in runs.items()]
     paths = report.write_reports(agg, out, stem, title=title)
     for protocol, suffix in ((protocols.MARS_OFFICIAL, ""), (protocols.MARS_COMMON, "_common")):

@@ -265,6 +265,37 @@ def test_compare_runs_script_runs_standalone(runs, tmp_path):
     assert (tmp_path / "o/comparison_cmc_ilidsvid_two_camera_splits.png").is_file()
 
 
+def test_compare_runs_over_seeds_gives_mean_and_std(runs, tmp_path):
+    """Three files, one seed each: one row per name whose numbers are the mean and the
+    sample std over the files (hand-computed here from the per-file results)."""
+    names = ("CNN", "ALL")
+    files, per = [], {n: [] for n in names}
+    for s, (i, j) in enumerate(((0, 5), (1, 4), (2, 3)), start=1):
+        picked = [dict(runs[i], name="CNN", meta={"seed": s}),
+                  dict(runs[j], name="ALL", results=runs[j]["results"][:2],
+                       meta={"settings": {"seed": s}})]
+        for r in picked:
+            per[r["name"]].append(r["results"][0])
+        files.append(report.save_json(picked, tmp_path / ("s%d" % s) / "results.json"))
+    paths = _load_tool().main([str(f) for f in files] + [
+        "--over-seeds", "--out", str(tmp_path / "o")])
+    merged = report.load_json(paths["json"])
+    assert [m["name"] for m in merged] == list(names)
+    for m in merged:
+        res = m["results"][0]
+        r1 = [p["ranks"]["1"] for p in per[m["name"]]]
+        assert res["ranks"]["1"] == pytest.approx(np.mean(r1))
+        assert res["ranks_std"]["1"] == pytest.approx(np.std(r1, ddof=1))
+        assert res["mAP"] == pytest.approx(np.mean([p["mAP"] for p in per[m["name"]]]))
+        assert m["meta"]["seeds"] == [1, 2, 3]
+    assert "±" in paths["table"].read_text()
+    _png(paths["cmc"])
+    lonely = report.save_json(runs[5], tmp_path / "a.json")          # "ALL" only
+    with pytest.raises(SystemExit, match="'CNN' is only in .*s1"):
+        _load_tool().main([str(files[0]), str(lonely), "--over-seeds",
+                           "--out", str(tmp_path / "p")])
+
+
 def _two_camera(rng, dataset, splits=10):
     items = []
     for _ in range(splits):

@@ -11,10 +11,13 @@ Reads result JSONs written by reid.evaluation.report.save_json / write_reports, 
         [--protocol mars_official] [--dataset mars] [--max-rank 50] [--title "Table 2"]
     python tools/compare_runs.py out/ilidsvid/results.json out/prid2011/results.json \
         out/mars/results.json --out out/table3
+    python tools/compare_runs.py out/demo_s{1,2,3}/results.json --over-seeds --out out/demo3
 
 Runs of the same name on different datasets (or protocols) become one row, so the three
 results.json of ALL give one Table-3 row; a run that repeats a dataset of its row is tagged
 with its file (the file name, or its folders where every file is results.json).
+With --over-seeds the files are seeds of the same runs instead: one row per run name, mean
+± standard deviation over the files, the CMC figure with its band.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ try:
 except ImportError:   # run as a script from a checkout without PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reid.evaluation import plots, report  # noqa: E402
+from reid.evaluation import plots, report, seeds  # noqa: E402
 from reid.evaluation.protocols import EvaluationInputError  # noqa: E402
 
 
@@ -42,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--max-rank", type=int, default=None, help="last rank on the CMC figure")
     p.add_argument("--ranks", default="1,5,10,20", help="table ranks, comma separated")
     p.add_argument("--title", default=None)
+    p.add_argument("--over-seeds", action="store_true",
+                   help="the files are seeds of the same runs: one row per run name with "
+                        "the mean ± std over the files (reid.evaluation.seeds)")
     return p.parse_args(argv)
 
 
@@ -52,8 +58,11 @@ def main(argv=None):
     except ValueError:
         raise SystemExit(f"--ranks: expected comma-separated integers, got {args.ranks!r}")
     try:
-        runs = report.merge_runs([report.load_json(p) for p in args.results],
-                                 [str(p) for p in args.results])
+        loaded = [report.load_json(p) for p in args.results]
+        if args.over_seeds:
+            runs = seeds.over_seeds(loaded, args.results)
+        else:
+            runs = report.merge_runs(loaded, [str(p) for p in args.results])
         paths = report.write_reports(runs, args.out, args.stem, ranks, args.title)
         panels = plots.cmc_panels(runs, args.protocol, args.dataset)
         first = panels[0][0]

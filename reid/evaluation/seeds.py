@@ -8,6 +8,7 @@ and plots.plot_cmc already draw as the spread.
 """
 import numpy as np
 
+from .protocols import EvaluationInputError
 from .report import make_run
 
 SUMMARY_RANKS = ("1", "5", "20")
@@ -43,6 +44,29 @@ def aggregate(name, runs, **meta):
                    seeds=len(runs), per_seed={"ranks": r.tolist(), "mAP": m.tolist()})
         results.append(res)
     return make_run(name, results, **meta)
+
+
+def run_seed(run):
+    """The seed a run records (the demo's meta.seed, a study run's meta.settings.seed)."""
+    meta = run.get("meta", {})
+    return meta.get("seed", (meta.get("settings") or {}).get("seed"))
+
+
+def over_seeds(run_lists, sources):
+    """Runs read from several files (one seed each, e.g. `tools/demo.py --seed s`) as one
+    aggregated row per run name, in order of first appearance. A name found in only one
+    file has no spread to report: an error naming that file."""
+    groups, where = {}, {}
+    for runs, source in zip(run_lists, sources):
+        for r in runs:
+            groups.setdefault(r["name"], []).append(r)
+            where.setdefault(r["name"], []).append(str(source))
+    lonely = {n: w for n, w in where.items() if len(w) < 2}
+    if lonely:
+        raise EvaluationInputError("over seeds: %s" % "; ".join(
+            "run %r is only in %s" % (n, w[0]) for n, w in lonely.items()))
+    return [aggregate(n, rs, seeds=[run_seed(r) for r in rs], sources=where[n])
+            for n, rs in groups.items()]
 
 
 def summary_line(run, protocol, ranks=SUMMARY_RANKS):

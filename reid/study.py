@@ -32,6 +32,17 @@ ORDER = tuple(VARIANTS)                      # the rows of Table 2
 # The study's data: every phenomenon on (docs/TABLE2.md says what each is for).
 PHENOMENA_ON = dict(corruptions=",".join(CORRUPTIONS), camera_misalignment=0.15,
                     pose_change=1, local_cues=1)
+# The paper's conclusions (section 4.3) as paired comparisons: (label, better, worse).
+CLAIMS = (
+    ("RNN over mean pooling", "cnn_rnn", "cnn"),
+    ("TAM over RNN", "cnn_tam", "cnn_rnn"),
+    ("TAM over mean pooling", "cnn_tam", "cnn"),
+    ("SRM over DIFF", "cnn_srm", "cnn_diff"),
+    ("ALL over CNN+TAM", "all", "cnn_tam"),
+    ("ALL over CNN+SRM", "all", "cnn_srm"),
+    ("ALL over CNN", "all", "cnn"),
+)
+COMPARISON_HEADER = "%-34s %-20s %-24s %-4s %s"     # seeds.paired_line's columns
 PHENOMENA = {   # name: (the data settings that switch it off, the variants it is for)
     "tam": (dict(corruptions=""), ("cnn", "cnn_tam")),
     "srm": (dict(camera_misalignment=0.0, pose_change=0), ("cnn_diff", "cnn_srm")),
@@ -247,6 +258,56 @@ def diagnostics_text(runs):
     return "\n".join(lines) + "\n"
 
 
+def comparisons_text(runs, protocol=None):
+    """The CLAIMS as paired differences over seeds (reid.evaluation.seeds.paired), rank-1
+    and mAP in percentage points under `protocol` (default the MARS official kit); runs:
+    {variant: [run per seed]}."""
+    from reid.evaluation import protocols, seeds
+    protocol = protocol or protocols.MARS_OFFICIAL
+    lines = ["Paired differences over seeds (%s, percentage points; a seed's data, "
+             "pretraining and test set are shared by its variants)"
+             % protocols.PROTOCOL_LABELS[protocol].split(" (")[0]]
+    for metric, name in (("1", "rank-1"), ("mAP", "mAP")):
+        lines.append(_header(name))
+        lines += [seeds.paired_line(label, seeds.paired(runs[a], runs[b], protocol, metric))
+                  for label, a, b in CLAIMS if a in runs and b in runs]
+    lines.append("Verdict: 'holds' when the 95 % interval of the mean difference lies above "
+                 "0, 'reversed' below 0, else 'not separated'.")
+    return "\n".join(lines) + "\n"
+
+
+def _header(metric):
+    return COMPARISON_HEADER % (metric, "per seed", "   mean [95 % t-interval]", "wins",
+                                "verdict")
+
+
+def phenomenon_text(name, variants, by_state, protocol=None):
+    """What a phenomenon does, paired by seed: each variant on - off, and the component's
+    gain (variants[1] - variants[0]) off, on, and its change on - off."""
+    from reid.evaluation import protocols, seeds
+    protocol = protocol or protocols.MARS_OFFICIAL
+    base, comp = variants
+    label = "%s - %s" % (VARIANTS[comp].label, VARIANTS[base].label)
+    lines = ["Phenomenon %s, paired over seeds (%s, percentage points)"
+             % (name, protocols.PROTOCOL_LABELS[protocol].split(" (")[0])]
+    for metric, mname in (("1", "rank-1"), ("mAP", "mAP")):
+        lines.append(_header(mname))
+        for v in variants:
+            lines.append(seeds.paired_line("%s, on - off" % VARIANTS[v].label, seeds.paired(
+                by_state["on"][v], by_state["off"][v], protocol, metric)))
+        gain = {}
+        for state in ("off", "on"):
+            p = seeds.paired(by_state[state][comp], by_state[state][base], protocol, metric)
+            lines.append(seeds.paired_line("%s, %s %s" % (label, name, state), p))
+            gain[state] = dict(zip(p["seeds"], p["diffs"]))
+        common = sorted(set(gain["on"]) & set(gain["off"]))
+        change = [gain["on"][s] - gain["off"][s] for s in common]
+        iv = seeds.interval(change)
+        lines.append(seeds.paired_line("gain on - gain off", dict(
+            iv, diffs=change, wins=sum(c > 0 for c in change), verdict=seeds.verdict(iv))))
+    return "\n".join(lines) + "\n"
+
+
 def main_study(out, study, progress=False):
     """The six variants over the seeds: table2.*, table2_cmc*.png, table2_diagnostics.txt."""
     t0 = time.time()
@@ -255,6 +316,9 @@ def main_study(out, study, progress=False):
              "mean±std)" % (study.identities, study.iters, ",".join(map(str, study.seeds))))
     agg, paths = summarise(out, {VARIANTS[v].label: rs for v, rs in runs.items()}, "table2",
                            title)
+    if len(study.seeds) > 1:
+        paths["comparisons"] = Path(out) / "table2_comparisons.txt"
+        paths["comparisons"].write_text(comparisons_text(runs))
     chance = chance_levels(out, study)
     with open(paths["diagnostics"], "a") as f:
         f.write("Chance (official kit, rank-1 of random rankings / 1 over test identities): "
@@ -284,15 +348,19 @@ def phenomena(out, study, names=tuple(PHENOMENA), progress=False):
     paths = {}
     for name in names:
         off, variants = PHENOMENA[name]
-        rows = {}
+        rows, by_state = {}, {}
         for state, tag, overrides in (("off", name + "_off", off), ("on", "main", None)):
             runs = run_study(out, study, tag=tag, overrides=overrides, variants=variants,
                              progress=progress)
+            by_state[state] = runs
             rows.update({"%s, %s %s" % (VARIANTS[v].label, name, state): rs
                          for v, rs in runs.items()})
         paths[name] = summarise(out, rows, "phenomena_" + name,
                                 "Phenomenon %s off / on (mean±std over seeds %s)" % (
                                     name, ",".join(map(str, study.seeds))))[1]
+        if len(study.seeds) > 1:
+            paths[name]["comparisons"] = Path(out) / ("phenomena_%s_comparisons.txt" % name)
+            paths[name]["comparisons"].write_text(phenomenon_text(name, variants, by_state))
     return paths
 
 

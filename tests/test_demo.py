@@ -135,6 +135,8 @@ def test_table2_small_setting_two_variants_over_seeds(demo, tmp_path):
         assert (out / name).is_file(), name
     diag = (out / "table2_diagnostics.txt").read_text()
     assert diag.count("ALL ") == 2 and "->" in diag          # saturation start -> end
+    pairs = (out / "table2_comparisons.txt").read_text()
+    assert pairs.count("ALL over CNN ") == 2 and "TAM over RNN" not in pairs   # rank-1, mAP
     again = run_tool("tools/table2.py", "--tiny", "--quiet", "--out", out,
                      "--variants", "cnn,all")
     assert again.count(": reusing") >= 4          # both variants on both seeds

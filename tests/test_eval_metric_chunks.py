@@ -83,6 +83,69 @@ def test_seed_aggregation_mean_and_std():
     assert res["seeds"] == 2
 
 
+def _seed_run(name, seed, r1, m):
+    from reid.evaluation.report import make_run
+    return make_run(name, [{"protocol": "p", "ranks": {"1": r1}, "mAP": m, "cmc": [r1]}],
+                    seed=seed)
+
+
+def test_paired_difference_interval_and_verdict():
+    """Differences per seed (in points), their t-interval (t_0.975 with 2 degrees of
+    freedom = 4.3027) and the verdict, by hand."""
+    from reid.evaluation.seeds import paired
+    worse = [_seed_run("A", s, r, 0.1) for s, r in ((1, 0.10), (2, 0.20), (3, 0.30))]
+    better = [_seed_run("B", s, r, 0.1) for s, r in ((3, 0.34), (1, 0.12), (2, 0.23))]
+    p = paired(better, worse, "p")                   # paired by seed, not by order
+    np.testing.assert_allclose(p["diffs"], [2, 3, 4])
+    half = 4.302653 * 1.0 / np.sqrt(3)
+    np.testing.assert_allclose([p["mean"], p["std"], p["low"], p["high"]],
+                               [3, 1, 3 - half, 3 + half], rtol=1e-5)
+    assert p["verdict"] == "holds" and p["wins"] == 3
+    assert paired(worse, better, "p")["verdict"] == "reversed"
+    noisy = [_seed_run("C", s, r, 0.1) for s, r in ((1, 0.11), (2, 0.22), (3, 0.27))]
+    assert paired(noisy, worse, "p")["verdict"] == "not separated"     # +1, +2, -3
+    assert paired(noisy, worse, "p", "mAP")["diffs"] == [0, 0, 0]
+
+
+def test_study_comparisons_name_each_claim_of_the_paper():
+    """Each of the paper's conclusions is one line per metric, paired by seed."""
+    from reid.study import CLAIMS, comparisons_text
+    order = ("cnn", "cnn_rnn", "cnn_tam", "cnn_diff", "cnn_srm", "all")
+    runs = {v: [_seed_run(v, s, 0.1 + 0.01 * i * (s + 1), 0.1) for s in (1, 2, 3)]
+            for i, v in enumerate(order)}
+    for r in sum(runs.values(), []):
+        r["results"][0]["protocol"] = "mars_official"
+    lines = comparisons_text(runs).splitlines()
+    for label, _, _ in CLAIMS:
+        assert sum(line.startswith(label + " ") for line in lines) == 2   # rank-1 and mAP
+    rnn = next(line for line in lines if line.startswith("RNN over mean pooling"))
+    assert "+2.0  +3.0  +4.0" in rnn and rnn.endswith("3/3  holds")  # i = 1: s + 1 points
+    flat = [line for line in lines if line.startswith("ALL over CNN+SRM")][1]   # mAP
+    assert "+0.0  +0.0  +0.0" in flat and flat.endswith("not separated")
+
+
+def test_phenomenon_gain_off_on_and_its_change():
+    """The component's gain over its base per seed, with the phenomenon off and on, and the
+    change of that gain (on - off), by hand: gain off 0, 0, 0; on +2, +3, +4 points."""
+    from reid.study import phenomenon_text
+
+    def runs(v, values):
+        out = [_seed_run(v, s, x, 0.1) for s, x in zip((1, 2, 3), values)]
+        for r in out:
+            r["results"][0]["protocol"] = "mars_official"
+        return out
+    by_state = {"off": {"cnn": runs("cnn", (0.2, 0.2, 0.2)), "cnn_tam": runs("t", (0.2,) * 3)},
+                "on": {"cnn": runs("cnn", (0.1, 0.1, 0.1)),
+                       "cnn_tam": runs("t", (0.12, 0.13, 0.14))}}
+    text = phenomenon_text("tam", ("cnn", "cnn_tam"), by_state)
+    line = {x.split("  ")[0]: x for x in text.split("\nmAP")[0].splitlines()}   # rank-1
+    assert "-10.0 -10.0 -10.0" in line["CNN, on - off"]
+    assert line["CNN+TAM - CNN, tam off"].endswith("0/3  not separated")
+    assert "+2.0  +3.0  +4.0" in line["CNN+TAM - CNN, tam on"]
+    assert "+2.0  +3.0  +4.0" in line["gain on - gain off"]
+    assert line["gain on - gain off"].endswith("3/3  holds")
+
+
 def test_constant_answer_loss_is_the_chance_level_of_the_pair_mix():
     from reid.evaluation.learning import constant_answer_loss, metric_loss_learned
     assert constant_answer_loss(0.5) == pytest.approx(np.log(2))

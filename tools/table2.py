@@ -96,10 +96,13 @@ def main(argv=None):
         if a.phenomena:
             paths = S.phenomena(out, study, a.phenomena, progress=progress)
             for name, p in paths.items():
-                print("\n" + p["table"].read_text() + p["diagnostics"].read_text(), end="")
+                print("\n" + p["table"].read_text() + p["diagnostics"].read_text()
+                      + (p["comparisons"].read_text() if "comparisons" in p else ""), end="")
         else:
             _, p = S.main_study(out, study, progress=progress)
-            print("\n" + p["table"].read_text() + "\n" + p["diagnostics"].read_text(), end="")
+            print("\n" + p["table"].read_text() + "\n" + p["diagnostics"].read_text()
+                  + ("\n" + p["comparisons"].read_text() if "comparisons" in p else ""),
+                  end="")
     except P.PipelineError as e:
         print("\ntable2: %s" % e, file=sys.stderr)
         return 1

@@ -76,3 +76,52 @@ def summary_line(run, protocol, ranks=SUMMARY_RANKS):
              for k in ranks if k in res["ranks"]]
     cells.append("mAP %5.1f +- %4.1f" % (100 * res["mAP"], 100 * res["mAP_std"]))
     return " | ".join(cells)
+
+
+# ---- paired comparisons -----------------------------------------------------------------
+# Two variants trained on the same seed share its data, pretraining and test set, so their
+# difference per seed removes the seed's difficulty (which dominates the unpaired std).
+def per_seed(runs, protocol, metric="1"):
+    """{seed: value in %} of rank-`metric` (a rank as a string) or "mAP" under `protocol`."""
+    out = {}
+    for r in runs:
+        res = next((x for x in r["results"] if x["protocol"] == protocol), None)
+        if res is None:
+            raise EvaluationInputError("per_seed: run %r has no %s result"
+                                       % (r["name"], protocol))
+        out[run_seed(r)] = 100 * (res["mAP"] if metric == "mAP" else res["ranks"][metric])
+    return out
+
+
+def interval(values, level=0.95):
+    """Mean, sample std and the two-sided Student-t interval of the mean of `values`."""
+    from scipy import stats
+    v = np.asarray(values, float)
+    if v.size < 2:
+        raise ValueError("interval: need at least two values, got %d" % v.size)
+    mean, std = float(v.mean()), float(v.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1)) * std / np.sqrt(v.size)
+    return dict(mean=mean, std=std, low=mean - half, high=mean + half, n=int(v.size))
+
+
+def verdict(iv):
+    """'holds' when the interval lies above 0, 'reversed' below 0, else 'not separated'."""
+    return "holds" if iv["low"] > 0 else "reversed" if iv["high"] < 0 else "not separated"
+
+
+def paired(better, worse, protocol, metric="1"):
+    """better - worse per common seed (percentage points), with interval() and verdict()."""
+    a, b = per_seed(better, protocol, metric), per_seed(worse, protocol, metric)
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    iv = interval(diffs)
+    return dict(iv, seeds=seeds, diffs=diffs, wins=sum(d > 0 for d in diffs),
+                verdict=verdict(iv))
+
+
+def paired_line(label, p, width=34):
+    """One text line of a paired comparison: per-seed differences, mean [95 % interval],
+    wins and verdict."""
+    return "%-*s %-20s %+6.1f [%+6.1f, %+6.1f]  %d/%d  %s" % (
+        width, label, " ".join("%+5.1f" % d for d in p["diffs"]), p["mean"], p["low"],
+        p["high"], p["wins"], len(p["diffs"]), p["verdict"])

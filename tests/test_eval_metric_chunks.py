@@ -143,7 +143,8 @@ def test_phenomenon_gain_off_on_and_its_change():
     assert line["CNN+TAM - CNN, tam off"].endswith("0/3  not separated")
     assert "+2.0  +3.0  +4.0" in line["CNN+TAM - CNN, tam on"]
     assert "+2.0  +3.0  +4.0" in line["gain on - gain off"]
-    assert line["gain on - gain off"].endswith("3/3  holds")
+    assert line["gain on - gain off"].endswith("3/3  above 0")
+    assert line["CNN, on - off"].endswith("0/3  below 0")
 
 
 def test_constant_answer_loss_is_the_chance_level_of_the_pair_mix():

@@ -104,19 +104,23 @@ def interval(values, level=0.95):
     return dict(mean=mean, std=std, low=mean - half, high=mean + half, n=int(v.size))
 
 
-def verdict(iv):
-    """'holds' when the interval lies above 0, 'reversed' below 0, else 'not separated'."""
-    return "holds" if iv["low"] > 0 else "reversed" if iv["high"] < 0 else "not separated"
+CLAIM_WORDS = ("holds", "reversed", "not separated")     # better - worse
+SIGN_WORDS = ("above 0", "below 0", "not separated")     # any difference
 
 
-def paired(better, worse, protocol, metric="1"):
+def verdict(iv, words=CLAIM_WORDS):
+    """words[0] when the interval lies above 0, words[1] below 0, else words[2]."""
+    return words[0] if iv["low"] > 0 else words[1] if iv["high"] < 0 else words[2]
+
+
+def paired(better, worse, protocol, metric="1", words=CLAIM_WORDS):
     """better - worse per common seed (percentage points), with interval() and verdict()."""
     a, b = per_seed(better, protocol, metric), per_seed(worse, protocol, metric)
     seeds = sorted(set(a) & set(b))
     diffs = [a[s] - b[s] for s in seeds]
     iv = interval(diffs)
     return dict(iv, seeds=seeds, diffs=diffs, wins=sum(d > 0 for d in diffs),
-                verdict=verdict(iv))
+                verdict=verdict(iv, words))
 
 
 def paired_line(label, p, width=34):

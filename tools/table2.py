@@ -15,7 +15,7 @@ weight on corrupted vs clean frames, metric loss against ln 2, M's AUC over all 
 and per run main/seed<s>/<variant>/ (nets, train.log, losses.png, results, figures).
 --phenomena: for each phenomenon the variants it is for, on data with it off and on
 (phenomena_<name>.*; the 'on' runs are the main study's). Finished runs are reused, so an
-interrupted study continues where it stopped. Default: about 60 minutes on 2 idle cores.
+interrupted study continues where it stopped. Default: 62 minutes on 2 idle cores (measured).
 """
 from __future__ import annotations
 

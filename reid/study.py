@@ -43,6 +43,7 @@ CLAIMS = (
     ("ALL over CNN", "all", "cnn"),
 )
 COMPARISON_HEADER = "%-34s %-20s %-24s %-4s %s"     # seeds.paired_line's columns
+METRICS = (("1", "rank-1"), ("mAP", "mAP"))          # what the comparisons compare
 PHENOMENA = {   # name: (the data settings that switch it off, the variants it is for)
     "tam": (dict(corruptions=""), ("cnn", "cnn_tam")),
     "srm": (dict(camera_misalignment=0.0, pose_change=0), ("cnn_diff", "cnn_srm")),
@@ -267,7 +268,7 @@ def comparisons_text(runs, protocol=None):
     lines = ["Paired differences over seeds (%s, percentage points; a seed's data, "
              "pretraining and test set are shared by its variants)"
              % protocols.PROTOCOL_LABELS[protocol].split(" (")[0]]
-    for metric, name in (("1", "rank-1"), ("mAP", "mAP")):
+    for metric, name in METRICS:
         lines.append(_header(name))
         lines += [seeds.paired_line(label, seeds.paired(runs[a], runs[b], protocol, metric))
                   for label, a, b in CLAIMS if a in runs and b in runs]
@@ -290,7 +291,7 @@ def phenomenon_text(name, variants, by_state, protocol=None):
     label = "%s - %s" % (VARIANTS[comp].label, VARIANTS[base].label)
     lines = ["Phenomenon %s, paired over seeds (%s, percentage points)"
              % (name, protocols.PROTOCOL_LABELS[protocol].split(" (")[0])]
-    for metric, mname in (("1", "rank-1"), ("mAP", "mAP")):
+    for metric, mname in METRICS:
         lines.append(_header(mname))
         for v in variants:
             lines.append(seeds.paired_line("%s, on - off" % VARIANTS[v].label, seeds.paired(
@@ -301,12 +302,9 @@ def phenomenon_text(name, variants, by_state, protocol=None):
                              seeds.SIGN_WORDS)
             lines.append(seeds.paired_line("%s, %s %s" % (label, name, state), p))
             gain[state] = dict(zip(p["seeds"], p["diffs"]))
-        common = sorted(set(gain["on"]) & set(gain["off"]))
-        change = [gain["on"][s] - gain["off"][s] for s in common]
-        iv = seeds.interval(change)
-        lines.append(seeds.paired_line("gain on - gain off", dict(
-            iv, diffs=change, wins=sum(c > 0 for c in change),
-            verdict=seeds.verdict(iv, seeds.SIGN_WORDS))))
+        change = {s: gain["on"][s] - gain["off"][s] for s in set(gain["on"]) & set(gain["off"])}
+        lines.append(seeds.paired_line("gain on - gain off",
+                                       seeds.differences(change, seeds.SIGN_WORDS)))
     lines.append("Verdict: 'above 0' or 'below 0' when the 95 % interval of the mean lies "
                  "there, else 'not separated'.")
     return "\n".join(lines) + "\n"

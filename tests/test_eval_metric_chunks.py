@@ -83,10 +83,10 @@ def test_seed_aggregation_mean_and_std():
     assert res["seeds"] == 2
 
 
-def _seed_run(name, seed, r1, m):
+def _seed_run(name, seed, r1, m, protocol="p"):
     from reid.evaluation.report import make_run
-    return make_run(name, [{"protocol": "p", "ranks": {"1": r1}, "mAP": m, "cmc": [r1]}],
-                    seed=seed)
+    return make_run(name, [{"protocol": protocol, "ranks": {"1": r1}, "mAP": m,
+                            "cmc": [r1]}], seed=seed)
 
 
 def test_paired_difference_interval_and_verdict():
@@ -111,10 +111,8 @@ def test_study_comparisons_name_each_claim_of_the_paper():
     """Each of the paper's conclusions is one line per metric, paired by seed."""
     from reid.study import CLAIMS, comparisons_text
     order = ("cnn", "cnn_rnn", "cnn_tam", "cnn_diff", "cnn_srm", "all")
-    runs = {v: [_seed_run(v, s, 0.1 + 0.01 * i * (s + 1), 0.1) for s in (1, 2, 3)]
-            for i, v in enumerate(order)}
-    for r in sum(runs.values(), []):
-        r["results"][0]["protocol"] = "mars_official"
+    runs = {v: [_seed_run(v, s, 0.1 + 0.01 * i * (s + 1), 0.1, "mars_official")
+                for s in (1, 2, 3)] for i, v in enumerate(order)}
     lines = comparisons_text(runs).splitlines()
     for label, _, _ in CLAIMS:
         assert sum(line.startswith(label + " ") for line in lines) == 2   # rank-1 and mAP
@@ -130,10 +128,7 @@ def test_phenomenon_gain_off_on_and_its_change():
     from reid.study import phenomenon_text
 
     def runs(v, values):
-        out = [_seed_run(v, s, x, 0.1) for s, x in zip((1, 2, 3), values)]
-        for r in out:
-            r["results"][0]["protocol"] = "mars_official"
-        return out
+        return [_seed_run(v, s, x, 0.1, "mars_official") for s, x in zip((1, 2, 3), values)]
     by_state = {"off": {"cnn": runs("cnn", (0.2, 0.2, 0.2)), "cnn_tam": runs("t", (0.2,) * 3)},
                 "on": {"cnn": runs("cnn", (0.1, 0.1, 0.1)),
                        "cnn_tam": runs("t", (0.12, 0.13, 0.14))}}

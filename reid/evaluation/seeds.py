@@ -113,14 +113,20 @@ def verdict(iv, words=CLAIM_WORDS):
     return words[0] if iv["low"] > 0 else words[1] if iv["high"] < 0 else words[2]
 
 
-def paired(better, worse, protocol, metric="1", words=CLAIM_WORDS):
-    """better - worse per common seed (percentage points), with interval() and verdict()."""
-    a, b = per_seed(better, protocol, metric), per_seed(worse, protocol, metric)
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
+def differences(by_seed, words=CLAIM_WORDS):
+    """{seed: difference} as a comparison: the differences in seed order, interval(), the
+    seeds where it is above 0 ("wins") and verdict()."""
+    seeds = sorted(by_seed)
+    diffs = [by_seed[s] for s in seeds]
     iv = interval(diffs)
     return dict(iv, seeds=seeds, diffs=diffs, wins=sum(d > 0 for d in diffs),
                 verdict=verdict(iv, words))
+
+
+def paired(better, worse, protocol, metric="1", words=CLAIM_WORDS):
+    """better - worse per common seed (percentage points), as differences()."""
+    a, b = per_seed(better, protocol, metric), per_seed(worse, protocol, metric)
+    return differences({s: a[s] - b[s] for s in set(a) & set(b)}, words)
 
 
 def paired_line(label, p, width=34):
